@@ -1,0 +1,76 @@
+r"""SFC's fine-grained correspondence network (FC), the paper's recipe.
+
+Hu et al., "Semantic-Aware Fine-Grained Correspondence", ECCV 2022; recipe of
+Alxead/SFC `code/train.py`, `code/utils/arguments.py`: ResNet-18 with
+res3/res4 stride 1 (32x32 features of 256x256 crops), 2048 -> 256 projector
+and predictor, two random resized crops (scale [0, 1], ratio [3/4, 4/3]) of
+the same frame, positive radius 0.5 cell diagonals, symmetric loss, Adam lr
+1e-3, wd 0, batch 96, 60k steps, EMA 0.99 -> 1 (cosine).
+Published: FC alone 0.680 J&F on DAVIS-17 val (SFC repo, k 10, r 12, t 0.05).
+
+  # YouTube-VOS (the paper's data), or any tree of frames:
+  python -m corrjax.main --config=configs/fc.py \
+      --config.data.root=/data/ytvos/train_all_frames/JPEGImages
+  # DAVIS-2016 train frames, evaluated on DAVIS-2016 val:
+  python -m corrjax.main --config=configs/fc.py:davis2016 \
+      --config.data.root=$CORRJAX_DATA/davis2016
+  # Tiny CPU run used by the tests:
+  python -m corrjax.main --config=configs/fc.py:smoke
+
+Arguments (comma-separated): smoke, davis2016, demo.
+"""
+
+from corrjax import config_defaults as cd
+
+
+def get_config(arg=None):
+  arg = cd.parse_arg(arg, smoke=False, davis2016=False, demo=False)
+  c = cd.base(total_steps=60_000)
+  c.model = cd.fine_grained_model("resnet18")
+  c.loss = dict(radius=0.5)
+  c.ema = dict(base_momentum=0.99)
+  c.optim = dict(name="adam", learning_rate=1e-3, weight_decay=0.0,
+                 schedule="constant", warmup_steps=0)
+  c.data = cd.two_view_data()
+  c.eval = cd.vos_eval(source="none")
+
+  if arg.davis2016:
+    # Train on the 30 train sequences (240p), score the 20 val ones (480p).
+    c.data.pattern = "JPEGImages/240p/*/*.jpg"
+    c.eval = cd.vos_eval(source="davis", root="")  # Defaults to data.root.
+    c.total_steps = 2_000
+  if arg.demo or arg.smoke:
+    _demo(c)
+  if arg.smoke:
+    c.model.width = 8
+    c.model.projection_hidden_dim = c.model.prediction_hidden_dim = 16
+    c.model.projection_dim = 8
+    c.data.batch_size = 8
+    c.data.crop_size = 64
+    c.data.num_threads = 2
+    c.data.synthetic = cd.synthetic_videos(seed=1, num_videos=4,
+                                           num_frames=4, size=64)
+    c.eval.synthetic = cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
+                                           size=64)
+    c.eval.context = 3
+    c.eval.topk = 5
+    c.eval.random_init_baseline = False
+    c.total_steps = 4
+    c.log_every_steps = 2
+    c.checkpoint_every_steps = 2
+  return c
+
+
+def _demo(c):
+  """A few minutes on 2 CPU cores, on the embedded synthetic videos."""
+  c.data.source = "synthetic"
+  c.model.width = 16
+  c.model.projection_hidden_dim = c.model.prediction_hidden_dim = 256
+  c.model.projection_dim = 64
+  c.data.batch_size = 16
+  c.data.crop_size = 64
+  c.data.num_threads = 2
+  c.eval = cd.vos_eval(source="synthetic", random_init_baseline=True)
+  c.total_steps = 300
+  c.log_every_steps = 10
+  c.checkpoint_every_steps = 100

@@ -1,0 +1,1 @@
+"""corrjax: self-supervised visual correspondence learning in JAX/Flax."""

@@ -1,0 +1,70 @@
+"""orbax checkpoints of the sharded train state (async, keep N, resume)."""
+
+import logging
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from corrjax import train_state as train_state_lib
+
+
+def make_manager(workdir: str, *, every_steps: int, keep: int,
+                 asynchronous: bool = True) -> ocp.CheckpointManager:
+  """A manager writing `<workdir>/checkpoints/<step>`.
+
+  orbax writes each step to a temporary folder and renames it when complete,
+  so a run killed mid-save leaves the previous checkpoint intact.
+  """
+  options = ocp.CheckpointManagerOptions(
+      save_interval_steps=every_steps, max_to_keep=keep, create=True,
+      enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+
+
+def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState,
+         *, force: bool = False) -> bool:
+  """Saves at `state.step` if the interval says so (or `force`)."""
+  step = int(jax.device_get(state.step))
+  if step in manager.all_steps():
+    return False
+  return manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state
+                   ) -> train_state_lib.TrainState | None:
+  """The latest saved state, with the shardings of `abstract_state`.
+
+  Args:
+    manager: the checkpoint manager.
+    abstract_state: TrainState of jax.ShapeDtypeStruct leaves carrying
+      NamedShardings (from jax.eval_shape + infer_state_sharding).
+
+  Returns:
+    The restored state, or None when there is no checkpoint.
+  """
+  step = manager.latest_step()
+  if step is None:
+    return None
+  logging.info("restoring checkpoint of step %d from %s", step,
+               manager.directory)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+
+def restore_step(workdir: str, abstract_state,
+                 step: int | None = None) -> train_state_lib.TrainState:
+  """Restores `step` (default: latest) from `<workdir>/checkpoints`.
+
+  Raises:
+    FileNotFoundError: when there is no such checkpoint.
+  """
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoints folder in {workdir!r}.")
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  step = manager.latest_step() if step is None else step
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f"no checkpoint of step {step} in {directory!r}.")
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))

@@ -1,0 +1,99 @@
+"""Building blocks of the configs in configs/ (kept in the package so that
+config files load from any working directory)."""
+
+import ml_collections as mlc
+
+
+def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
+  """big_vision-style `file.py:a,b=3` arguments.
+
+  A bare word sets a boolean default to True; `key=value` converts value to
+  the default's type. Unknown words are rejected.
+  """
+  parsed = mlc.ConfigDict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    if key not in defaults:
+      raise ValueError(f"Unknown config argument {key!r}; expected one of "
+                       f"{sorted(defaults)}.")
+    if not _:
+      if not isinstance(defaults[key], bool):
+        raise ValueError(f"Config argument {key!r} needs a value: {key}=...")
+      parsed[key] = True
+    elif isinstance(defaults[key], bool):
+      parsed[key] = value.lower() in ("1", "true", "yes")
+    else:
+      parsed[key] = type(defaults[key])(value)
+  return parsed
+
+
+def fine_grained_model(arch: str = "resnet18", width: int = 64) -> mlc.ConfigDict:
+  """SFC's FC net: res3/res4 stride 1 (stride 8), 2048 -> 256 heads."""
+  return mlc.ConfigDict(dict(
+      arch=arch, width=width, strides=(1, 2, 1, 1), padding_mode="zeros",
+      projection_hidden_dim=2048, prediction_hidden_dim=2048,
+      projection_dim=256))
+
+
+def synthetic_videos(seed: int, num_videos: int, num_frames: int,
+                     size: int) -> mlc.ConfigDict:
+  return mlc.ConfigDict(dict(seed=seed, num_videos=num_videos,
+                             num_frames=num_frames, height=size, width=size,
+                             max_objects=3))
+
+
+def two_view_data(**overrides) -> mlc.ConfigDict:
+  """Two random resized crops of one frame (SFC `code/train.py:34-70`)."""
+  c = mlc.ConfigDict(dict(
+      source="folder",  # 'folder' (any tree of frames) or 'synthetic'.
+      root="",
+      pattern="**/*",  # glob under root, e.g. 'JPEGImages/240p/*/*.jpg'.
+      synthetic=synthetic_videos(seed=1, num_videos=48, num_frames=12,
+                                 size=96),
+      batch_size=96,
+      crop_size=256,
+      crop_scale=(0.0, 1.0),
+      crop_ratio=(3 / 4, 4 / 3),
+      normalization="cifar",
+      num_threads=8,
+      prefetch=4,
+  ))
+  c.update(overrides)
+  return c
+
+
+def vos_eval(**overrides) -> mlc.ConfigDict:
+  """Label propagation on videos with masks (CRW DAVIS protocol)."""
+  c = mlc.ConfigDict(dict(
+      source="synthetic",  # 'synthetic', 'davis' or 'none'.
+      root="",  # DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets).
+      split="val",
+      max_videos=0,  # 0: all.
+      synthetic=synthetic_videos(seed=2, num_videos=8, num_frames=16,
+                                 size=128),
+      topk=10, radius=12.0, context=20, temperature=0.05,
+      num_stages=3,  # layer3 output, stride 8.
+      normalization="imagenet",
+      batch_size=8,
+      random_init_baseline=False,  # Also score the untrained network.
+      write_pngs=True,
+      overlay_frames=4,
+  ))
+  c.update(overrides)
+  return c
+
+
+def base(**overrides) -> mlc.ConfigDict:
+  c = mlc.ConfigDict(dict(
+      method="fine_grained",
+      seed=0,
+      total_steps=60_000,
+      log_every_steps=50,
+      checkpoint_every_steps=1_000,
+      keep_checkpoints=3,
+      mesh=mlc.ConfigDict(dict(shape=(-1,), axes=("data",))),
+      # (regex over '/'-joined state paths, partition spec) pairs.
+      sharding_rules=(),
+  ))
+  c.update(overrides)
+  return c

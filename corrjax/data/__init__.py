@@ -1,0 +1,1 @@
+"""Input data: readers, synthetic videos and pipelines."""

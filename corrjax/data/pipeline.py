@@ -1,0 +1,105 @@
+"""Deterministic two-view crop pipeline on grain.
+
+Why grain: the batch of step s is a pure function of (seed, s), computed from
+a random-access frame source by index, so a resumed run needs no iterator
+state (the step in the checkpoint says where to go on) and reads exactly the
+batches of an uninterrupted run. grain gives that model (map over an index
+range) with thread-parallel decoding and prefetching and no TensorFlow graph;
+its PIL-based crops are those of the reference's torchvision transforms.
+
+Example e (global index step * global_batch + position) draws its frame and
+both crops from np.random.Generator(PCG64(SeedSequence([seed, e]))). Host p
+of n builds positions [p * B / n, (p + 1) * B / n) of each global batch.
+"""
+
+import logging
+import threading
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from corrjax.data import augment
+
+_MAX_BAD_FRAMES_PER_EXAMPLE = 100
+
+
+class TwoViewCrops:
+  """Callable: global example index -> two crops of one frame + boxes."""
+
+  def __init__(self, frames, *, seed: int, size: int,
+               scale: tuple[float, float], ratio: tuple[float, float]):
+    self._frames = frames
+    self._seed = seed
+    self._size = size
+    self._scale = tuple(scale)
+    self._ratio = tuple(ratio)
+    self._lock = threading.Lock()
+    self.bad_frames: set[int] = set()
+
+  def _load(self, rng: np.random.Generator) -> np.ndarray:
+    """A frame chosen by `rng`; unreadable ones are skipped with a warning."""
+    for _ in range(_MAX_BAD_FRAMES_PER_EXAMPLE):
+      index = int(rng.integers(len(self._frames)))
+      try:
+        frame = self._frames.load(index)
+      except (OSError, ValueError, SyntaxError) as e:  # PIL's decode errors.
+        with self._lock:
+          first_time = index not in self.bad_frames
+          self.bad_frames.add(index)
+          count = len(self.bad_frames)
+        if first_time:
+          logging.warning("skipping unreadable frame %s (%s); %d skipped so "
+                          "far", self._frames.describe(index), e, count)
+        continue
+      if frame.shape[0] < 2 or frame.shape[1] < 2:
+        raise ValueError(f"frame {self._frames.describe(index)} is smaller "
+                         "than 2x2 pixels.")
+      return frame
+    raise OSError(f"{_MAX_BAD_FRAMES_PER_EXAMPLE} unreadable frames in a row "
+                  f"({len(self.bad_frames)} of {len(self._frames)} known bad)"
+                  "; is the data folder corrupt?")
+
+  def __call__(self, example: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([self._seed, int(example)])
+    frame = self._load(rng)
+    view1, box1 = augment.random_resized_crop(
+        rng, frame, self._size, self._scale, self._ratio)
+    view2, box2 = augment.random_resized_crop(
+        rng, frame, self._size, self._scale, self._ratio)
+    return {"view1": view1, "view2": view2, "box1": box1, "box2": box2}
+
+
+def two_view_batches(frames, config: ml_collections.ConfigDict, *,
+                     global_batch_size: int, start_step: int,
+                     total_steps: int, seed: int):
+  """Iterator over this host's batches for steps [start_step, total_steps).
+
+  Args:
+    frames: a source with `__len__`, `load(i)` and `describe(i)`.
+    config: `data` config (crop_size, crop_scale, crop_ratio, num_threads,
+      prefetch).
+    global_batch_size: examples per step over all hosts.
+    start_step: first step to produce (the restored step when resuming).
+    total_steps: one past the last step.
+    seed: data seed.
+
+  Returns:
+    (iterator of dicts of uint8/float32 numpy arrays with leading dim
+    global_batch_size / process_count, the TwoViewCrops for its counters).
+  """
+  hosts, host = jax.process_count(), jax.process_index()
+  local = global_batch_size // hosts
+  crops = TwoViewCrops(frames, seed=seed, size=config.crop_size,
+                       scale=config.crop_scale, ratio=config.crop_ratio)
+
+  def example_index(i):
+    step, position = divmod(int(i), local)
+    return step * global_batch_size + host * local + position
+
+  dataset = (grain.MapDataset.range(start_step * local, total_steps * local)
+             .map(example_index).map(crops).batch(local, drop_remainder=True))
+  options = grain.ReadOptions(num_threads=config.num_threads,
+                              prefetch_buffer_size=config.prefetch)
+  return iter(dataset.to_iter_dataset(options)), crops

@@ -1,0 +1,1 @@
+"""Evaluation: label propagation and metrics."""

@@ -1,0 +1,52 @@
+"""Per-cell features of video frames for label propagation."""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from corrjax.data import normalization
+from corrjax.losses import dense_byol
+from corrjax.models import resnet
+
+
+def make_feature_fn(*, arch: str, width: int, strides: Sequence[int],
+                    padding_mode: str, variables: dict, num_stages: int = 3,
+                    normalization_name: str = "imagenet", batch_size: int = 8
+                    ) -> Callable[[np.ndarray], np.ndarray]:
+  """Builds frames -> L2-normalised features at the protocol layer.
+
+  The protocol drops layer4 and reads layer3 at stride 8 (videowalk
+  `code/test.py:45-86`, `--remove-layers layer4`), with ImageNet statistics.
+
+  Args:
+    arch, width, strides, padding_mode: the trained ResNet's architecture.
+    variables: {"params", "batch_stats"} of the ResNet (unused layer4
+      weights may be present).
+    num_stages: stages to run (3: layer3 output).
+    normalization_name: input statistics.
+    batch_size: frames per compiled call; the last batch is padded, so each
+      frame size compiles once.
+
+  Returns:
+    fn(frames uint8 [T, H, W, 3]) -> float32 [T, h, w, C] numpy.
+  """
+  model = resnet.make_resnet(arch, width=width, strides=tuple(strides),
+                             padding_mode=padding_mode, num_stages=num_stages)
+
+  @jax.jit
+  def encode(frames):
+    x = normalization.normalize(frames, name=normalization_name)
+    out = model.apply(variables, x, train=False)[f"stage{num_stages}"]
+    return dense_byol.l2_normalize(out)
+
+  def feature_fn(frames: np.ndarray) -> np.ndarray:
+    t = len(frames)
+    pad = (-t) % batch_size
+    padded = np.concatenate([frames, np.repeat(frames[-1:], pad, 0)])
+    outs = [np.asarray(encode(jnp.asarray(padded[i:i + batch_size])))
+            for i in range(0, len(padded), batch_size)]
+    return np.concatenate(outs)[:t]
+
+  return feature_fn

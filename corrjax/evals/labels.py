@@ -1,0 +1,62 @@
+"""Label maps to and from feature resolution, as the CRW protocol does.
+
+In: one-hot at full resolution, then OpenCV `resize` INTER_LINEAR (videowalk
+`code/data/vos.py:225-263`) to (ceil(H / 8), ceil(W / 8)): point samples at
+half-pixel centres, no area averaging. Out: the same bilinear resize up to
+the frame size, then argmax (`code/utils/test_utils.py:80-117`).
+"""
+
+import numpy as np
+
+
+def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray,
+                                              np.ndarray]:
+  """OpenCV INTER_LINEAR source indices and weights along one axis."""
+  scale = src / dst
+  pos = (np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5
+  lo = np.floor(pos).astype(np.int64)
+  frac = pos - lo
+  frac = np.where(lo < 0, 0.0, frac)
+  lo = np.clip(lo, 0, src - 1)
+  at_end = lo >= src - 1
+  frac = np.where(at_end, 0.0, frac)
+  hi = np.minimum(lo + 1, src - 1)
+  return lo, hi, frac
+
+
+def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
+  """OpenCV-style INTER_LINEAR resize of float [H, W, ...] to [h, w, ...]."""
+  x = np.asarray(x, np.float32)
+  y0, y1, fy = _linear_taps(x.shape[0], height)
+  x0, x1, fx = _linear_taps(x.shape[1], width)
+  extra = (1,) * (x.ndim - 2)
+  fy = fy.reshape((-1, 1) + extra).astype(np.float32)
+  fx = fx.reshape((1, -1) + extra).astype(np.float32)
+  rows = x[y0] * (1 - fy) + x[y1] * fy
+  return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
+
+
+def one_hot(label_map: np.ndarray, num_classes: int) -> np.ndarray:
+  """int [H, W] ids in [0, K) -> float32 [H, W, K]."""
+  if label_map.min() < 0 or label_map.max() >= num_classes:
+    raise ValueError(f"label ids must lie in [0, {num_classes}), got "
+                     f"[{label_map.min()}, {label_map.max()}].")
+  return np.eye(num_classes, dtype=np.float32)[label_map]
+
+
+def feature_grid(height: int, width: int, stride: int = 8) -> tuple[int, int]:
+  """Feature map size of a stride-`stride` ResNet: ceil(H / s), ceil(W / s)."""
+  return -(-height // stride), -(-width // stride)
+
+
+def downsample_labels(label_map: np.ndarray, num_classes: int,
+                      stride: int = 8) -> np.ndarray:
+  """int [H, W] -> float32 [ceil(H/s), ceil(W/s), K] soft one-hot."""
+  h, w = feature_grid(*label_map.shape, stride)
+  return resize_bilinear(one_hot(label_map, num_classes), h, w)
+
+
+def upsample_argmax(soft: np.ndarray, height: int, width: int) -> np.ndarray:
+  """float [h, w, K] -> int32 [H, W] ids after a bilinear resize."""
+  return np.argmax(resize_bilinear(soft, height, width), axis=-1).astype(
+      np.int32)

@@ -1,0 +1,98 @@
+"""Label-propagation evaluation of a trained state: videos in, J&F out."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from corrjax import methods
+from corrjax.data import synthetic
+from corrjax.evals import davis_data
+from corrjax.evals import features
+from corrjax.evals import vos
+
+
+def eval_videos(config: ml_collections.ConfigDict) -> list[vos.Video]:
+  """The videos named by `config.eval` (held out from training)."""
+  e = config.eval
+  if e.source == "synthetic":
+    s = e.synthetic
+    videos = [vos.Video(v.name, v.frames, v.masks.astype(np.int32))
+              for v in synthetic.make_videos(
+                  s.seed, num_videos=s.num_videos, num_frames=s.num_frames,
+                  height=s.height, width=s.width, max_objects=s.max_objects,
+                  name_offset=100_000)]
+  elif e.source == "davis":
+    root = e.root or config.data.root
+    names = davis_data.sequence_names(root, e.split)
+    if e.max_videos:
+      names = names[:e.max_videos]
+    return [davis_data.read_video(root, n) for n in names]
+  else:
+    raise ValueError(f"Unknown eval.source {e.source!r}; expected "
+                     "'synthetic', 'davis' or 'none'.")
+  return videos[:e.max_videos] if e.max_videos else videos
+
+
+def format_table(rows: dict[str, dict]) -> str:
+  """Rows of {'J&F-Mean', 'J-Mean', 'F-Mean'} as an aligned text table."""
+  lines = [f"{'':<16}{'J&F':>8}{'J':>8}{'F':>8}"]
+  for name, r in rows.items():
+    lines.append(f"{name:<16}{r['J&F-Mean']:>8.4f}{r['J-Mean']:>8.4f}"
+                 f"{r['F-Mean']:>8.4f}")
+  return "\n".join(lines)
+
+
+def evaluate_variables(config, variables, videos, out_dir, log=print):
+  e = config.eval
+  m = config.model
+  feature_fn = features.make_feature_fn(
+      arch=m.arch, width=m.width, strides=m.strides,
+      padding_mode=m.padding_mode, variables=variables,
+      num_stages=e.num_stages, normalization_name=e.normalization,
+      batch_size=e.batch_size)
+  return vos.evaluate(videos, feature_fn, topk=e.topk, radius=e.radius,
+                      context=e.context, temperature=e.temperature,
+                      out_dir=out_dir if e.write_pngs else None,
+                      overlay_frames=e.overlay_frames, log=log)
+
+
+def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
+  """Scores `state` (and optionally the random init) on `config.eval`.
+
+  Writes `<workdir>/eval/step_<n>/<video>/%05d.png`, overlay strips and
+  `results.json`; prints a J&F table.
+
+  Returns:
+    {"trained": summary[, "random_init": summary]} or None if disabled.
+  """
+  if config.eval.source == "none":
+    return None
+  method = methods.get(config.method)
+  videos = eval_videos(config)
+  step = int(jax.device_get(state.step))
+  out_dir = os.path.join(workdir, "eval", f"step_{step}")
+  log(f"evaluating label propagation on {len(videos)} videos "
+      f"(topk {config.eval.topk}, radius {config.eval.radius}, context "
+      f"{config.eval.context}, temperature {config.eval.temperature})")
+  results = {"trained": evaluate_variables(
+      config, jax.device_get(method.encoder_variables(state)), videos,
+      out_dir, log)}
+  if config.eval.random_init_baseline:
+    model = method.build_model(config)
+    init = method.init_state(
+        jax.random.key(config.seed), model=model,
+        tx=optax.identity(), image_size=config.data.crop_size)
+    results["random_init"] = evaluate_variables(
+        config, method.encoder_variables(init), videos,
+        os.path.join(workdir, "eval", "random_init"), log)
+  table = {name: r["global"] for name, r in results.items()}
+  log(format_table(table))
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "results.json"), "w") as f:
+    json.dump({k: v["global"] for k, v in results.items()}, f, indent=2)
+  log(f"predictions, overlays and results.json in {out_dir}")
+  return results

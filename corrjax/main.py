@@ -1,0 +1,98 @@
+r"""corrjax entry point: train then evaluate, or evaluate a checkpoint.
+
+  python -m corrjax.main --config=configs/sfc.py
+  python -m corrjax.main --config=configs/fc.py:davis2016 \
+      --config.data.root=$CORRJAX_DATA/davis2016 --workdir=/tmp/fc
+  python -m corrjax.main --config=configs/sfc.py --mode=eval
+
+Config overrides are locked: a misspelled `--config.x.y` is an error.
+Set CORRJAX_TRACEBACK=1 to see full tracebacks of input errors.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file, optionally with ':arg'.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output folder (default: ./workdir/<config name>).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                          "train (resumes, then evaluates) or eval (latest "
+                          "checkpoint in --workdir).")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", bool(os.environ.get("CORRJAX_MULTIHOST")),
+    "Call jax.distributed.initialize() (TPU pods, multi-node GPU).")
+
+# Errors caused by the user's input: printed as one line.
+INPUT_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
+                NotADirectoryError)
+
+
+def default_workdir(config_arg: str) -> str:
+  """./workdir/<file stem>[_<arg>] for --config=path/<stem>.py[:arg]."""
+  path, _, arg = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  if arg:
+    name += "_" + arg.replace(",", "_").replace("=", "-")
+  return os.path.join("workdir", name)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/sfc.py")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every write at INFO.
+    logging.set_verbosity(logging.WARNING)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # Imported here so that --help is fast and TF never grabs a GPU.
+  import jax  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+  if _MULTIHOST.value:
+    jax.distributed.initialize()
+  from corrjax import evaluation  # pylint: disable=g-import-not-at-top
+  from corrjax import train  # pylint: disable=g-import-not-at-top
+  from corrjax import checkpointing  # pylint: disable=g-import-not-at-top
+  from corrjax import sharding  # pylint: disable=g-import-not-at-top
+
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or default_workdir(_config_flag_value())
+  print(f"corrjax {_MODE.value}: workdir {workdir}", flush=True)
+  log = lambda msg: print(msg, flush=True)
+  try:
+    if _MODE.value == "train":
+      train.train_and_evaluate(config, workdir, log=log)
+    else:
+      mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
+      state = checkpointing.restore_step(
+          workdir, train.abstract_state(config, mesh))
+      evaluation.evaluate_state(config, state, workdir, log=log)
+  except INPUT_ERRORS as e:
+    if os.environ.get("CORRJAX_TRACEBACK"):
+      raise
+    sys.exit(f"corrjax: error: {e}")
+  except KeyboardInterrupt:
+    sys.exit("corrjax: interrupted; the checkpoint is saved, run the same "
+             "command to resume.")
+
+
+def _config_flag_value() -> str:
+  """The raw value of --config (path[:arg]) from the command line."""
+  argv = sys.argv[1:]
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      return a[len("--config="):]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return ""
+
+
+if __name__ == "__main__":
+  app.run(main)

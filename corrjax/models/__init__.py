@@ -1,0 +1,1 @@
+"""Models: ResNet trunks, projection heads and method networks."""

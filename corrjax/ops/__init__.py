@@ -1,0 +1,1 @@
+"""Array operations shared by losses and evaluation."""

@@ -1,0 +1,62 @@
+"""Optimisers, learning-rate schedules and the EMA momentum schedule."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict,
+                           total_steps: int) -> optax.Schedule:
+  """`config.schedule` in {'constant', 'cosine'}, with linear warmup."""
+  lr, warmup = config.learning_rate, config.warmup_steps
+  if config.schedule == "constant":
+    main = optax.constant_schedule(lr)
+  elif config.schedule == "cosine":
+    main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
+  else:
+    raise ValueError(f"Unknown optim.schedule {config.schedule!r}; "
+                     "expected 'constant' or 'cosine'.")
+  if not warmup:
+    return main
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def _decay_mask(params):
+  """Weight decay on conv/dense kernels only (not BN scales or biases)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Adam (PyTorch semantics: eps 1e-8; coupled L2 when weight_decay > 0)."""
+  schedule = learning_rate_schedule(config, total_steps)
+  if config.name == "adam":
+    parts = []
+    if config.weight_decay:
+      # torch.optim.Adam adds wd * param to the gradient (L2, not AdamW).
+      parts.append(optax.masked(optax.add_decayed_weights(config.weight_decay),
+                                _decay_mask))
+    parts.append(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8))
+    parts.append(optax.scale_by_learning_rate(schedule))
+    return optax.chain(*parts), schedule
+  if config.name == "adamw":
+    return optax.adamw(schedule, weight_decay=config.weight_decay,
+                       mask=_decay_mask), schedule
+  raise ValueError(f"Unknown optim.name {config.name!r}; "
+                   "expected 'adam' or 'adamw'.")
+
+
+def ema_momentum(step: jax.Array, total_steps: int,
+                 base_momentum: float) -> jax.Array:
+  """BYOL's cosine momentum (SFC `code/models/fine_grained.py:68-76`).
+
+  m_k = 1 - (1 - base) * (cos(pi * k / K) + 1) / 2, rising from `base` at
+  k = 0 to 1 at k = K. The reference evaluates it with k = the number of
+  updates already made, before this step's target forward.
+  """
+  k = jnp.asarray(step, jnp.float32)
+  return 1.0 - (1.0 - base_momentum) * (jnp.cos(jnp.pi * k / total_steps)
+                                        + 1.0) / 2.0

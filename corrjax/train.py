@@ -1,0 +1,207 @@
+"""Training loop: mesh, data, sharded state, jitted steps, logs, checkpoints.
+
+One global jax.Array batch per step, sharded over the mesh's 'data' axis; the
+state is sharded by `config.sharding_rules` (replicated by default). The step
+is jit-compiled once with donated state. A run resumes from the latest
+checkpoint in `<workdir>/checkpoints`, and since the batch of step s and the
+step's PRNG key depend only on (seed, s), a resumed run reaches the same
+parameters as an uninterrupted one.
+"""
+
+import functools
+import logging
+import os
+import time
+
+from clu import metric_writers
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from corrjax import checkpointing
+from corrjax import evaluation
+from corrjax import sharding
+from corrjax.data import frames as frames_lib
+from corrjax.data import pipeline
+from corrjax.data import synthetic
+from corrjax import methods
+from corrjax import optim
+
+
+def _method(config):
+  return methods.get(config.method)
+
+
+def training_frames(config: ml_collections.ConfigDict):
+  """The frame source named by `config.data`."""
+  data = config.data
+  if data.source == "synthetic":
+    s = data.synthetic
+    videos = synthetic.make_videos(
+        s.seed, num_videos=s.num_videos, num_frames=s.num_frames,
+        height=s.height, width=s.width, max_objects=s.max_objects)
+    return frames_lib.ArrayFrames(np.concatenate([v.frames for v in videos]))
+  if data.source == "folder":
+    if not data.root:
+      raise ValueError("config.data.root is empty: point it at a folder of "
+                       "frames, e.g. --config.data.root=/data/JPEGImages.")
+    return frames_lib.ImageFolderFrames(data.root, data.pattern)
+  raise ValueError(f"Unknown data.source {data.source!r}; expected "
+                   "'synthetic' or 'folder'.")
+
+
+def create_state(config, mesh, model, tx):
+  """Initial state built directly with its shardings, and those shardings."""
+  method = _method(config)
+  init = functools.partial(method.init_state, model=model, tx=tx,
+                           image_size=config.data.crop_size)
+  rng = jax.random.key(config.seed)
+  abstract = jax.eval_shape(init, rng)
+  state_sh = sharding.infer_state_sharding(abstract, mesh,
+                                           config.sharding_rules)
+  state = jax.jit(init, out_shardings=state_sh)(rng)
+  return state, state_sh
+
+
+def abstract_state(config, mesh):
+  """ShapeDtypeStructs with shardings of the state (for restoring)."""
+  method = _method(config)
+  model = method.build_model(config)
+  tx, _ = optim.make_optimizer(config.optim, config.total_steps)
+  init = functools.partial(method.init_state, model=model, tx=tx,
+                           image_size=config.data.crop_size)
+  abstract = jax.eval_shape(init, jax.random.key(config.seed))
+  state_sh = sharding.infer_state_sharding(abstract, mesh,
+                                           config.sharding_rules)
+  return jax.tree_util.tree_map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      abstract, state_sh)
+
+
+def make_train_step(config, mesh, model, tx, schedule, state_sh):
+  """The jitted, sharded `train_step` of the config's method."""
+  method = _method(config)
+  step = functools.partial(
+      method.train_step, model=model, tx=tx, schedule=schedule,
+      total_steps=config.total_steps,
+      base_momentum=config.ema.base_momentum, radius=config.loss.radius,
+      normalization_name=config.data.normalization)
+  return jax.jit(step, in_shardings=(state_sh, sharding.batch_sharding(mesh)),
+                 out_shardings=(state_sh, sharding.replicated(mesh)),
+                 donate_argnums=0)
+
+
+def _format_seconds(seconds: float) -> str:
+  seconds = int(seconds)
+  if seconds >= 3600:
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+  return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _check_finite(metrics: dict[str, float], step: int) -> None:
+  bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+  if bad:
+    raise FloatingPointError(
+        f"non-finite {', '.join(bad)} at step {step} "
+        f"(loss={metrics.get('loss')}); lower the learning rate or check "
+        "the data. The last checkpoint is intact.")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          log=print):
+  """Trains `config` in `workdir`, resuming if checkpoints exist.
+
+  Returns:
+    The final TrainState.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
+  sharding.check_batch_size(config.data.batch_size, mesh)
+  method = _method(config)
+  model = method.build_model(config)
+  tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
+  frames = training_frames(config)
+  log(f"training frames: {len(frames)}; mesh {dict(mesh.shape)}; "
+      f"global batch {config.data.batch_size}")
+
+  state, state_sh = create_state(config, mesh, model, tx)
+  manager = checkpointing.make_manager(
+      workdir, every_steps=config.checkpoint_every_steps,
+      keep=config.keep_checkpoints)
+  restored = checkpointing.restore_latest(
+      manager, jax.tree_util.tree_map(
+          lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+          state, state_sh))
+  if restored is not None:
+    state = restored
+  start_step = int(jax.device_get(state.step))
+  if start_step:
+    log(f"resumed from step {start_step}")
+  if start_step >= config.total_steps:
+    log(f"already trained for {start_step} >= {config.total_steps} steps")
+    manager.close()
+    return state
+
+  p_train_step = make_train_step(config, mesh, model, tx, schedule, state_sh)
+  batches, crops = pipeline.two_view_batches(
+      frames, config.data, global_batch_size=config.data.batch_size,
+      start_step=start_step, total_steps=config.total_steps, seed=config.seed)
+  batch_sh = sharding.batch_sharding(mesh)
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+
+  summed, count = None, 0
+  window_start, window_step = time.time(), start_step
+  step = start_step
+  try:
+    for step in range(start_step + 1, config.total_steps + 1):
+      batch = sharding.shard_host_batch(next(batches), batch_sh)
+      state, metrics = p_train_step(state, batch)
+      summed = metrics if summed is None else jax.tree_util.tree_map(
+          jnp.add, summed, metrics)
+      count += 1
+      is_last = step == config.total_steps
+      if step % config.log_every_steps == 0 or is_last:
+        means = {k: float(v) / count
+                 for k, v in jax.device_get(summed).items()}
+        _check_finite(means, step)
+        now = time.time()
+        rate = (step - window_step) / max(now - window_start, 1e-9)
+        means["steps_per_sec"] = rate
+        means["skipped_frames"] = len(crops.bad_frames)
+        writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+        eta = (config.total_steps - step) / max(rate, 1e-9)
+        log(f"step {step}/{config.total_steps} | loss {means['loss']:.4f} | "
+            f"{rate:.2f} steps/s | ETA {_format_seconds(eta)}")
+        summed, count = None, 0
+        window_start, window_step = now, step
+      if step % config.checkpoint_every_steps == 0 or is_last:
+        if summed is not None:  # Never save a state that went non-finite.
+          _check_finite({k: float(v) for k, v in
+                         jax.device_get(summed).items()}, step)
+        checkpointing.save(manager, state, force=is_last)
+  except KeyboardInterrupt:
+    log(f"interrupted at step {int(jax.device_get(state.step))}: saving a "
+        "checkpoint; run the same command again to resume")
+    checkpointing.save(manager, state, force=True)
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+    raise
+  manager.wait_until_finished()
+  manager.close()
+  writer.flush()
+  writer.close()
+  if crops.bad_frames:
+    log(f"warning: skipped {len(crops.bad_frames)} unreadable frames")
+  return state
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       log=print) -> dict | None:
+  """Trains, then evaluates label propagation as `config.eval` says."""
+  if config.get("fusion_note"):
+    log(config.fusion_note)
+  state = train(config, workdir, log=log)
+  return evaluation.evaluate_state(config, state, workdir, log=log)
