@@ -30,6 +30,7 @@ def get_config(arg=None):
   c.loss = dict(radius=0.5)
   c.ema = dict(base_momentum=0.99)
   c.optim = dict(name="adam", learning_rate=1e-3, weight_decay=0.0,
+                 momentum=0.9,  # sgd only.
                  schedule="constant", warmup_steps=0)
   c.data = cd.two_view_data()
   c.eval = cd.vos_eval(source="none")

@@ -15,7 +15,6 @@ propagation on held-out synthetic videos, trained vs random init.
 Arguments: smoke, paper (FC's full paper recipe, see configs/fc.py).
 """
 
-import importlib.util
 import os
 
 from corrjax import config_defaults as cd
@@ -23,10 +22,7 @@ from corrjax import config_defaults as cd
 
 def _fc_config(arg):
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fc.py")
-  spec = importlib.util.spec_from_file_location("corrjax_configs_fc", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return cd.load(f"{path}:{arg}")
 
 
 def get_config(arg=None):

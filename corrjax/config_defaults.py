@@ -1,7 +1,22 @@
 """Building blocks of the configs in configs/ (kept in the package so that
 config files load from any working directory)."""
 
+import importlib.util
+import os
+
 import ml_collections as mlc
+
+
+def load(spec: str) -> mlc.ConfigDict:
+  """Loads 'path/to/config.py[:arg]' as --config does (unlocked)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} does not exist.")
+  name = "corrjax_config_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
 
 
 def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:

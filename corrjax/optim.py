@@ -31,22 +31,29 @@ def _decay_mask(params):
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Adam (PyTorch semantics: eps 1e-8; coupled L2 when weight_decay > 0)."""
+  """PyTorch-semantics optimisers chosen by `config.name`.
+
+  'adam': torch.optim.Adam (eps 1e-8); 'sgd': torch.optim.SGD with
+  `config.momentum` (no dampening); both with coupled L2 weight decay
+  (wd * param added to the gradient) on kernels only. 'adamw': decoupled.
+  """
   schedule = learning_rate_schedule(config, total_steps)
-  if config.name == "adam":
+  if config.name in ("adam", "sgd"):
     parts = []
     if config.weight_decay:
-      # torch.optim.Adam adds wd * param to the gradient (L2, not AdamW).
       parts.append(optax.masked(optax.add_decayed_weights(config.weight_decay),
                                 _decay_mask))
-    parts.append(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8))
+    if config.name == "adam":
+      parts.append(optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8))
+    elif config.get("momentum"):
+      parts.append(optax.trace(decay=config.momentum))
     parts.append(optax.scale_by_learning_rate(schedule))
     return optax.chain(*parts), schedule
   if config.name == "adamw":
     return optax.adamw(schedule, weight_decay=config.weight_decay,
                        mask=_decay_mask), schedule
   raise ValueError(f"Unknown optim.name {config.name!r}; "
-                   "expected 'adam' or 'adamw'.")
+                   "expected 'adam', 'sgd' or 'adamw'.")
 
 
 def ema_momentum(step: jax.Array, total_steps: int,

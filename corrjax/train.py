@@ -11,6 +11,8 @@ parameters as an uninterrupted one.
 import functools
 import logging
 import os
+import signal
+import threading
 import time
 
 from clu import metric_writers
@@ -108,6 +110,35 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
         "the data. The last checkpoint is intact.")
 
 
+class _StopRequest:
+  """Turns the first SIGINT/SIGTERM into a flag checked between steps.
+
+  The step donates the state, so an exception raised inside it would leave
+  nothing to save; the loop instead finishes the step, saves and stops. A
+  second signal interrupts at once (the last periodic checkpoint stays).
+  """
+
+  def __init__(self):
+    self.requested = ""
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = signal.Signals(signum).name
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           log=print):
   """Trains `config` in `workdir`, resuming if checkpoints exist.
@@ -153,8 +184,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 
   summed, count = None, 0
   window_start, window_step = time.time(), start_step
-  step = start_step
-  try:
+  with _StopRequest() as stop:
     for step in range(start_step + 1, config.total_steps + 1):
       batch = sharding.shard_host_batch(next(batches), batch_sh)
       state, metrics = p_train_step(state, batch)
@@ -176,19 +206,20 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
             f"{rate:.2f} steps/s | ETA {_format_seconds(eta)}")
         summed, count = None, 0
         window_start, window_step = now, step
-      if step % config.checkpoint_every_steps == 0 or is_last:
+      must_save = step % config.checkpoint_every_steps == 0 or is_last
+      if must_save or stop.requested:
         if summed is not None:  # Never save a state that went non-finite.
           _check_finite({k: float(v) for k, v in
                          jax.device_get(summed).items()}, step)
-        checkpointing.save(manager, state, force=is_last)
-  except KeyboardInterrupt:
-    log(f"interrupted at step {int(jax.device_get(state.step))}: saving a "
-        "checkpoint; run the same command again to resume")
-    checkpointing.save(manager, state, force=True)
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
-    raise
+        checkpointing.save(manager, state,
+                           force=is_last or bool(stop.requested))
+      if stop.requested:
+        log(f"{stop.requested} at step {step}: checkpoint saved; run the "
+            "same command again to resume")
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+        raise KeyboardInterrupt(stop.requested)
   manager.wait_until_finished()
   manager.close()
   writer.flush()

@@ -67,6 +67,8 @@ def random_resized_crop(
   """
   height, width = frame.shape[:2]
   i, j, h, w = random_resized_crop_params(rng, height, width, scale, ratio)
-  image = Image.fromarray(frame).resize(
-      (size, size), Image.BILINEAR, box=(j, i, j + w, i + h))
+  # Exactly torchvision's F.resized_crop on a PIL image (resizing with
+  # `box=` instead gives slightly different pixels).
+  image = Image.fromarray(frame).crop((j, i, j + w, i + h)).resize(
+      (size, size), Image.BILINEAR)
   return np.asarray(image), crop_box(i, j, h, w, height, width)

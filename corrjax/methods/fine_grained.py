@@ -111,8 +111,8 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
       target_batch_stats=jax.lax.stop_gradient(target_stats))
   metrics = {"loss": loss, **terms, "tau": tau,
              "lr": schedule(state.step),
-             "grad_norm": optax.global_norm(grads),
-             "param_norm": optax.global_norm(params)}
+             "grad_norm": optax.tree.norm(grads),
+             "param_norm": optax.tree.norm(params)}
   return new_state, metrics
 
 

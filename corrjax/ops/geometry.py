@@ -28,8 +28,10 @@ def cell_centers(boxes: jax.Array, height: int, width: int) -> jax.Array:
   x1, y1, x2, y2 = (boxes[:, i, None, None] for i in range(4))
   cols = jnp.arange(width, dtype=boxes.dtype)[None, None, :]
   rows = jnp.arange(height, dtype=boxes.dtype)[None, :, None]
-  cx = (cols + 0.5) * (x2 - x1) / width + x1
-  cy = (rows + 0.5) * (y2 - y1) / height + y1
+  # Same operation order as the reference, so that ties at d == r round
+  # the same way: bin size first, then (index + 0.5) * bin + start.
+  cx = (cols + 0.5) * ((x2 - x1) / width) + x1
+  cy = (rows + 0.5) * ((y2 - y1) / height) + y1
   cx, cy = jnp.broadcast_arrays(cx, cy)
   return jnp.stack([cx, cy], axis=-1).reshape(boxes.shape[0], -1, 2)
 

@@ -1,0 +1,307 @@
+r"""Throughput of one FC train step, ours (JAX) and optionally SFC's (PyTorch).
+
+Measures the jitted, sharded train step exactly as `corrjax.train` builds it
+(`create_state`, `make_train_step`, `corrjax.sharding`) on a fixed random
+uint8 two-view batch already on device, so the input pipeline is not timed.
+Reports compile time; median, p10 and p90 step time over `--steps` timed
+steps (after `--warmup` untimed ones, `block_until_ready` after each);
+examples/s (one example = one frame's two crops, i.e. 2 images); XLA's FLOP
+count of the compiled step (`cost_analysis()['flops']`, everything in the
+step: both online and target passes, loss, Adam, EMA); achieved TFLOP/s; MFU
+against `--peak_tflops`; and the projected wall time of the config's schedule
+(60k steps) at the measured step time.
+
+MFU default peaks are dense rates at the precision the f32 model runs at
+under JAX's default matmul precision: TF32 tensor cores on NVIDIA GPUs
+(H100/H200 SXM 494.7, H100 PCIe 378, A100 156 TFLOP/s), bf16 passes on TPUs.
+Divide by 2 for MFU against H100's 989 TFLOP/s bf16 peak. CPU: MFU is n/a
+unless `--peak_tflops` is given.
+
+With `--reference_dir` (a checkout of github.com/Alxead/SFC), SFC's PyTorch
+`FineGrained` model (ResNet-18, layer3/layer4 strides removed, same heads and
+positive radius) is imported from that checkout at runtime and its forward +
+backward + Adam step (lr 1e-3) timed on the same batch (CUDA if available,
+with its training script's cudnn settings, else CPU) in a child process, run
+first (see `bench_reference`); the ratio reference / ours is printed. Both
+use all CPU cores: XLA's CPU thread pool does by default, torch is set to
+`os.cpu_count()` threads.
+
+  python benchmarks/train_step.py --method=fc   # paper recipe: b96, 256 px
+  python benchmarks/train_step.py --method=fc --batch_size=8 \
+      --image_size=128 --steps=5 --warmup=2 \
+      --reference_dir=/tmp/sfc_ref --out=/tmp/bench.jsonl
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from corrjax import config_defaults  # pylint: disable=g-import-not-at-top
+from corrjax import methods  # pylint: disable=g-import-not-at-top
+from corrjax import optim  # pylint: disable=g-import-not-at-top
+from corrjax import sharding  # pylint: disable=g-import-not-at-top
+from corrjax.data import normalization  # pylint: disable=g-import-not-at-top
+
+CONFIGS = {"fc": "configs/fc.py"}
+# (substring of device_kind, dense TFLOP/s at the precision f32 runs at).
+PEAKS = (("H100 PCIe", 378.0), ("H100", 494.7), ("H200", 494.7),
+         ("A100", 156.0), ("TPU v4", 275.0), ("TPU v5 lite", 197.0),
+         ("TPU v5", 459.0), ("TPU v6", 918.0))
+
+
+def _parse_args():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--method", default="fc", choices=sorted(CONFIGS))
+  p.add_argument("--config_arg", default="", help="e.g. 'smoke' (fc.py:ARG)")
+  p.add_argument("--batch_size", type=int, help="global; default: config")
+  p.add_argument("--image_size", type=int, help="crop size; default: config")
+  p.add_argument("--width", type=int, help="ResNet width; default: config")
+  p.add_argument("--steps", type=int, default=10, help="timed steps")
+  p.add_argument("--warmup", type=int, default=2, help="untimed steps")
+  p.add_argument("--peak_tflops", type=float, help="default: by device kind")
+  p.add_argument("--reference_dir", help="checkout of Alxead/SFC")
+  p.add_argument("--out", help="append one JSON line of results here")
+  p.add_argument("--reference_child", help=argparse.SUPPRESS)
+  return p.parse_args()
+
+
+def load_config(args):
+  c = config_defaults.load(
+      f"{os.path.join(REPO, CONFIGS[args.method])}:{args.config_arg}")
+  if args.batch_size:
+    c.data.batch_size = args.batch_size
+  if args.image_size:
+    c.data.crop_size = args.image_size
+  if args.width:
+    c.model.width = args.width
+  return c
+
+
+def make_batch(batch_size, size, seed=0):
+  """Two uint8 views of random pixels and overlapping crop boxes."""
+  rng = np.random.default_rng(seed)
+  x1, y1 = rng.uniform(0, 0.4, (2, batch_size))
+  box1 = np.stack([x1, y1, x1 + 0.5, y1 + 0.5], 1).astype(np.float32)
+  return {"view1": rng.integers(0, 256, (batch_size, size, size, 3), np.uint8),
+          "view2": rng.integers(0, 256, (batch_size, size, size, 3), np.uint8),
+          "box1": box1, "box2": box1 + np.float32(0.05)}
+
+
+def _stats(times, batch_size):
+  p10, p50, p90 = np.percentile(np.asarray(times) * 1e3, [10, 50, 90])
+  return {"ms_median": p50, "ms_p10": p10, "ms_p90": p90,
+          "examples_per_s": batch_size / (p50 / 1e3)}
+
+
+def _timed(step_fn, warmup, steps):
+  times = []
+  for i in range(warmup + steps):
+    t0 = time.perf_counter()
+    step_fn()
+    if i >= warmup:
+      times.append(time.perf_counter() - t0)
+  return times
+
+
+def bench_ours(config, batch, warmup, steps):
+  """Compile time, FLOPs and step times of the sharded, jitted train step."""
+  # corrjax.train imports clu, hence TensorFlow: imported here, not at the top,
+  # so that the reference's process never loads it (see bench_reference).
+  from corrjax import train  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
+  sharding.check_batch_size(config.data.batch_size, mesh)
+  method = methods.get(config.method)
+  model = method.build_model(config)
+  tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
+  state, state_sh = train.create_state(config, mesh, model, tx)
+  step = train.make_train_step(config, mesh, model, tx, schedule, state_sh)
+  batch = jax.block_until_ready(sharding.shard_host_batch(
+      batch, sharding.batch_sharding(mesh)))
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get("flops", float("nan")))
+  losses = []
+
+  def run():
+    nonlocal state
+    state, metrics = compiled(state, batch)
+    losses.append(float(jax.block_until_ready(metrics)["loss"]))
+    jax.block_until_ready(state)
+
+  times = _timed(run, warmup, steps)
+  return {"compile_s": compile_s, "flops_per_step": flops,
+          "loss_first": losses[0], "loss_last": losses[-1],
+          **_stats(times, config.data.batch_size)}
+
+
+def _load_module(name, path):
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def bench_reference(ref_dir, config, batch, warmup, steps):
+  """Times SFC's model in a fresh process that never ran XLA or loaded TF.
+
+  On CPU, PyTorch in a process that has loaded TensorFlow or run XLA
+  computations is up to 30x slower and erratic (competing thread pools on
+  few cores), so the reference gets a process of its own, run before ours.
+  """
+  m = config.model
+  spec = {"ref_dir": os.path.abspath(ref_dir), "arch": m.arch,
+          "warmup": warmup, "steps": steps,
+          "lr": config.optim.learning_rate, "wd": config.optim.weight_decay,
+          "stats": normalization.STATS[config.data.normalization],
+          "args": dict(
+              momentum_target=config.ema.base_momentum,
+              pos_radius=config.loss.radius, num_steps=config.total_steps,
+              epochs=1, remove_stride_layers=("layer3", "layer4"),
+              img_size=config.data.crop_size,
+              projection_hidden_dim=m.projection_hidden_dim,
+              prediction_hidden_dim=m.prediction_hidden_dim,
+              projection_dim=m.projection_dim)}
+  with tempfile.TemporaryDirectory() as tmp:
+    np.savez(os.path.join(tmp, "batch.npz"), **batch)
+    with open(os.path.join(tmp, "spec.json"), "w") as f:
+      json.dump(spec, f)
+    subprocess.run([sys.executable, os.path.abspath(__file__),
+                    f"--reference_child={tmp}"], check=True)
+    with open(os.path.join(tmp, "result.json")) as f:
+      return json.load(f)
+
+
+def _load_module(name, path):
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def reference_child(tmp):
+  """SFC's PyTorch FineGrained: forward + backward + Adam step, as trained."""
+  import torch  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(tmp, "spec.json")) as f:
+    spec = json.load(f)
+  batch = dict(np.load(os.path.join(tmp, "batch.npz")))
+  code = os.path.join(spec["ref_dir"], "code")
+  sys.path.insert(0, code)  # Their model files import only torch and numpy.
+  resnet = _load_module("sfc_resnet", os.path.join(code, "models/resnet.py"))
+  fine_grained = _load_module("sfc_fine_grained",
+                              os.path.join(code, "models/fine_grained.py"))
+  torch.set_num_threads(os.cpu_count())
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  torch.backends.cudnn.deterministic = True  # As SFC's code/train.py.
+  torch.backends.cudnn.benchmark = False
+  torch.manual_seed(0)
+  model = fine_grained.FineGrained(getattr(resnet, spec["arch"]),
+                                   argparse.Namespace(**spec["args"]))
+  model.to(device).train(True)
+  opt = torch.optim.Adam(model.parameters(), lr=spec["lr"],
+                         weight_decay=spec["wd"])
+  mean, std = (np.asarray(s, np.float32) for s in spec["stats"])
+
+  def to_torch(view):  # [B, S, S, 3] uint8 -> [B, T=1, 3, S, S] normalised.
+    x = (view.astype(np.float32) / 255.0 - mean) / std
+    return torch.from_numpy(x.transpose(0, 3, 1, 2)[:, None].copy()).to(device)
+
+  v1, v2 = to_torch(batch["view1"]), to_torch(batch["view2"])
+  c1, c2 = (torch.from_numpy(batch[k][:, None]).to(device)
+            for k in ("box1", "box2"))
+  losses = []
+
+  def run():
+    loss = model(v1, v2, c1, c2)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    losses.append(loss.item())  # Synchronises on CUDA.
+
+  times = _timed(run, spec["warmup"], spec["steps"])
+  result = {"device": str(device), "torch_version": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "loss_first": losses[0], "loss_last": losses[-1],
+            **_stats(times, len(batch["view1"]))}
+  with open(os.path.join(tmp, "result.json"), "w") as f:
+    json.dump(result, f)
+
+
+def _peak(args, device_kind):
+  if args.peak_tflops:
+    return args.peak_tflops
+  for name, peak in PEAKS:
+    if name.lower() in device_kind.lower():
+      return peak
+  return None
+
+
+def _line(name, r):
+  return (f"{name}: step median {r['ms_median']:.1f} ms (p10 "
+          f"{r['ms_p10']:.1f}, p90 {r['ms_p90']:.1f}) | "
+          f"{r['examples_per_s']:.2f} examples/s (x2 images) | loss "
+          f"{r['loss_first']:.4f} -> {r['loss_last']:.4f}")
+
+
+def main():
+  args = _parse_args()
+  if args.reference_child:
+    reference_child(args.reference_child)
+    return
+  config = load_config(args)
+  b, s, m = config.data.batch_size, config.data.crop_size, config.model
+  dev = jax.devices()[0]
+  print(f"{args.method}: batch {b}, {s} px, {m.arch} width {m.width}, heads "
+        f"{m.projection_hidden_dim}->{m.projection_dim}; {jax.device_count()}"
+        f" x {dev.device_kind}, jax {jax.__version__}, {os.cpu_count()} CPUs",
+        flush=True)
+  batch = make_batch(b, s)
+  ref = None
+  if args.reference_dir and m.width != 64:
+    print("reference: skipped (SFC's ResNet has a fixed width of 64)")
+  elif args.reference_dir:
+    ref = bench_reference(args.reference_dir, config, batch, args.warmup,
+                          args.steps)
+    print(_line(f"reference ({ref['device']}, torch {ref['torch_version']}, "
+                f"{ref['torch_threads']} threads)", ref), flush=True)
+  ours = bench_ours(config, batch, args.warmup, args.steps)
+  tflops = ours["flops_per_step"] / (ours["ms_median"] / 1e3) / 1e12
+  peak = _peak(args, dev.device_kind)
+  mfu = tflops / peak if peak else None
+  hours = config.total_steps * ours["ms_median"] / 3.6e6
+  print(_line(f"ours (jax, compile {ours['compile_s']:.1f} s)", ours))
+  print(f"ours: {ours['flops_per_step'] / 1e12:.3f} TFLOP/step (XLA) | "
+        f"{tflops:.3f} TFLOP/s | MFU "
+        f"{f'{mfu:.1%} of {peak} TFLOP/s' if mfu else 'n/a'} | "
+        f"{config.total_steps} steps at this step time: {hours:.2f} h")
+  result = {"method": args.method, "batch_size": b, "image_size": s,
+            "width": m.width, "heads": [m.projection_hidden_dim,
+                                        m.projection_dim],
+            "steps": args.steps, "warmup": args.warmup,
+            "device_kind": dev.device_kind, "num_devices": jax.device_count(),
+            "cpus": os.cpu_count(), "jax_version": jax.__version__,
+            "ours": ours, "achieved_tflops": tflops, "peak_tflops": peak,
+            "mfu": mfu, "projected_hours": hours}
+  if ref:
+    result.update(reference=ref, ratio=ref["ms_median"] / ours["ms_median"])
+    print(f"reference / ours: {result['ratio']:.2f}x")
+  if args.out:
+    with open(args.out, "a") as f:
+      f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+  main()

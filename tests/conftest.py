@@ -1,0 +1,30 @@
+"""Test setup: 4 fake CPU devices before JAX starts, shared fixtures."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_platforms", "cpu")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def data_root() -> str:
+  """$CORRJAX_DATA, or skip the test when it is unset."""
+  root = os.environ.get("CORRJAX_DATA")
+  if not root:
+    pytest.skip("CORRJAX_DATA is not set")
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"CORRJAX_DATA={root!r} is not a folder")
+  return root
+
+
+@pytest.fixture
+def repo_root() -> str:
+  return REPO

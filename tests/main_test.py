@@ -1,0 +1,154 @@
+"""End-to-end tests of the command line: train, evaluate, interrupt, resume.
+
+Each test runs `python -m corrjax.main` in a subprocess, as a user would.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = "--config=configs/sfc.py:smoke"
+# Short resumable runs without evaluation.
+RESUMABLE = ["--config.total_steps=24", "--config.log_every_steps=1",
+             "--config.eval.source=none"]
+
+
+def _env():
+  env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
+             JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
+def _cli(*args, timeout=300):
+  return subprocess.run(
+      [sys.executable, "-m", "corrjax.main", *args], cwd=REPO, env=_env(),
+      capture_output=True, text=True, timeout=timeout)
+
+
+def _interrupt(args, when, sig: int) -> str:
+  """Starts the CLI, sends `sig` once `when(stdout line)` is true."""
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "corrjax.main", *args], cwd=REPO, env=_env(),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  lines = []
+  deadline = time.time() + 300
+  for line in proc.stdout:
+    lines.append(line)
+    if when(line):
+      proc.send_signal(sig)
+      break
+    assert time.time() < deadline, "".join(lines)
+  rest, _ = proc.communicate(timeout=120)
+  return "".join(lines) + rest, proc.returncode
+
+
+def _checkpoint_steps(workdir):
+  folder = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(folder):
+    return []
+  return sorted(int(d) for d in os.listdir(folder) if d.isdigit())
+
+
+def _params(workdir, step):
+  path = os.path.join(workdir, "checkpoints", str(step), "default")
+  state = ocp.StandardCheckpointer().restore(path)
+  return {k: state[k] for k in ("params", "batch_stats", "target_params",
+                                "opt_state")}
+
+
+def _assert_trees_equal(a, b):
+  import jax  # pylint: disable=g-import-not-at-top
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_smoke_trains_evaluates_and_writes_outputs(tmp_path):
+  result = _cli(SMOKE, f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = result.stdout
+  assert "semantic network is not implemented yet" in out
+  assert "step 4/4 | loss" in out and "steps/s | ETA" in out
+  assert "J&F" in out and "trained" in out
+  assert _checkpoint_steps(tmp_path) == [2, 4]
+  eval_dir = tmp_path / "eval" / "step_4"
+  assert (eval_dir / "results.json").is_file()
+  videos = [d for d in os.listdir(eval_dir) if d.startswith("synth_")]
+  assert len(videos) == 2
+  assert len(os.listdir(eval_dir / videos[0])) == 6  # One PNG per frame.
+  assert len(os.listdir(eval_dir / "overlays")) == 2
+  assert any(f.startswith("events.out.tfevents") for f in
+             os.listdir(tmp_path))
+  # Running again finds the finished run and only evaluates.
+  again = _cli(SMOKE, f"--workdir={tmp_path}", "--mode=eval")
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "J&F" in again.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig):
+  reference = tmp_path / "uninterrupted"
+  result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
+                "--config.checkpoint_every_steps=100")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert _checkpoint_steps(reference) == [24]
+
+  workdir = tmp_path / "interrupted"
+  # SIGINT saves a checkpoint on the way out; after SIGKILL the last
+  # completed periodic checkpoint (every 4 steps) is all there is.
+  if sig == signal.SIGINT:
+    every, when = 100, lambda line: line.startswith("step 3/")
+  else:
+    every, when = 4, lambda line: bool(_checkpoint_steps(workdir))
+  out, code = _interrupt(
+      [SMOKE, f"--workdir={workdir}", *RESUMABLE,
+       f"--config.checkpoint_every_steps={every}"], when, sig)
+  assert code != 0, out
+  steps = _checkpoint_steps(workdir)
+  assert steps and max(steps) < 24, (steps, out)
+  if sig == signal.SIGINT:
+    assert "SIGINT at step" in out and "checkpoint saved" in out
+
+  resumed = _cli(SMOKE, f"--workdir={workdir}", *RESUMABLE,
+                 f"--config.checkpoint_every_steps={every}")
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"resumed from step {max(steps)}" in resumed.stdout
+  _assert_trees_equal(_params(reference, 24), _params(workdir, 24))
+
+
+def test_misspelled_config_key_is_rejected(tmp_path):
+  result = _cli(SMOKE, f"--workdir={tmp_path}", "--config.optim.learnig_rate=1")
+  assert result.returncode != 0
+  assert "learnig_rate" in result.stderr
+
+
+@pytest.mark.parametrize("root,message", [
+    ("", "config.data.root is empty"),
+    ("/nonexistent/frames", "does not exist"),
+])
+def test_bad_data_root_is_one_clear_line(tmp_path, root, message):
+  result = _cli("--config=configs/fc.py", f"--workdir={tmp_path}",
+                f"--config.data.root={root}")
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("corrjax: error:") and message in last
+
+
+def test_batch_not_divisible_by_devices_is_one_clear_line(tmp_path):
+  env_flags = "--xla_force_host_platform_device_count=4"
+  result = subprocess.run(
+      [sys.executable, "-m", "corrjax.main", SMOKE, f"--workdir={tmp_path}",
+       "--config.data.batch_size=6"], cwd=REPO, capture_output=True,
+      text=True, timeout=300, env=dict(_env(), XLA_FLAGS=env_flags))
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode == 1
+  assert "batch size 6 is not divisible by the 4 devices" in last
