@@ -1,30 +1,28 @@
 r"""Throughput of one FC train step, ours (JAX) and optionally SFC's (PyTorch).
 
-Measures the jitted, sharded train step exactly as `corrjax.train` builds it
-(`create_state`, `make_train_step`, `corrjax.sharding`) on a fixed random
+Times the jitted, sharded train step as `corrjax.train` builds it
+(`create_state`, `make_train_step`, `corrjax.sharding`) on one fixed random
 uint8 two-view batch already on device, so the input pipeline is not timed.
-Reports compile time; median, p10 and p90 step time over `--steps` timed
-steps (after `--warmup` untimed ones, `block_until_ready` after each);
-examples/s (one example = one frame's two crops, i.e. 2 images); XLA's FLOP
-count of the compiled step (`cost_analysis()['flops']`, everything in the
-step: both online and target passes, loss, Adam, EMA); achieved TFLOP/s; MFU
-against `--peak_tflops`; and the projected wall time of the config's schedule
-(60k steps) at the measured step time.
+Reports compile time; median, p10 and p90 of `--steps` timed steps (after
+`--warmup` untimed ones, each waited for with `block_until_ready`);
+examples/s (an example is one frame's two crops, i.e. 2 images); FLOPs per
+step as XLA counts them (`compile().cost_analysis()['flops']`: online and
+target passes of both views, loss, Adam, EMA); TFLOP/s; MFU against
+`--peak_tflops`; and the config's schedule (60k steps) at the measured step
+time. `--steps=0` only compiles (FLOPs of a size too big to run here).
 
-MFU default peaks are dense rates at the precision the f32 model runs at
-under JAX's default matmul precision: TF32 tensor cores on NVIDIA GPUs
-(H100/H200 SXM 494.7, H100 PCIe 378, A100 156 TFLOP/s), bf16 passes on TPUs.
-Divide by 2 for MFU against H100's 989 TFLOP/s bf16 peak. CPU: MFU is n/a
-unless `--peak_tflops` is given.
+MFU peaks default to dense rates at the precision this f32 model runs at
+under JAX's default matmul precision: TF32 on NVIDIA (H100/H200 SXM 494.7,
+H100 PCIe 378, A100 156 TFLOP/s), bf16 passes on TPUs. Against H100's 989
+TFLOP/s bf16 peak, halve the MFU. On CPU, MFU is n/a unless given.
 
-With `--reference_dir` (a checkout of github.com/Alxead/SFC), SFC's PyTorch
-`FineGrained` model (ResNet-18, layer3/layer4 strides removed, same heads and
-positive radius) is imported from that checkout at runtime and its forward +
-backward + Adam step (lr 1e-3) timed on the same batch (CUDA if available,
-with its training script's cudnn settings, else CPU) in a child process, run
-first (see `bench_reference`); the ratio reference / ours is printed. Both
-use all CPU cores: XLA's CPU thread pool does by default, torch is set to
-`os.cpu_count()` threads.
+`--reference_dir` (a checkout of github.com/Alxead/SFC) also times SFC's
+PyTorch `FineGrained` (ResNet-18 without layer3/layer4 strides, the same heads
+and radius), imported from that checkout at runtime: forward + backward +
+Adam step (lr 1e-3) on the same batch, on CUDA if available (with SFC's cudnn
+settings) else CPU, in a child process run first (see `bench_reference`), and
+prints reference / ours. Both use all cores: XLA's CPU thread pool does by
+default; torch gets `torch.set_num_threads(os.cpu_count())`.
 
   python benchmarks/train_step.py --method=fc   # paper recipe: b96, 256 px
   python benchmarks/train_step.py --method=fc --batch_size=8 \
@@ -44,14 +42,16 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import numpy as np
 
-from corrjax import config_defaults  # pylint: disable=g-import-not-at-top
-from corrjax import methods  # pylint: disable=g-import-not-at-top
-from corrjax import optim  # pylint: disable=g-import-not-at-top
-from corrjax import sharding  # pylint: disable=g-import-not-at-top
-from corrjax.data import normalization  # pylint: disable=g-import-not-at-top
+from corrjax import config_defaults
+from corrjax import methods
+from corrjax import optim
+from corrjax import sharding
+from corrjax.data import normalization
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 CONFIGS = {"fc": "configs/fc.py"}
 # (substring of device_kind, dense TFLOP/s at the precision f32 runs at).
@@ -98,20 +98,19 @@ def make_batch(batch_size, size, seed=0):
           "box1": box1, "box2": box1 + np.float32(0.05)}
 
 
-def _stats(times, batch_size):
-  p10, p50, p90 = np.percentile(np.asarray(times) * 1e3, [10, 50, 90])
-  return {"ms_median": p50, "ms_p10": p10, "ms_p90": p90,
-          "examples_per_s": batch_size / (p50 / 1e3)}
-
-
-def _timed(step_fn, warmup, steps):
-  times = []
+def _timed(step_fn, warmup, steps, batch_size):
+  """Step-time statistics of `steps` calls after `warmup` untimed ones."""
+  times, losses = [], []
   for i in range(warmup + steps):
     t0 = time.perf_counter()
-    step_fn()
+    losses.append(step_fn())
     if i >= warmup:
       times.append(time.perf_counter() - t0)
-  return times
+  p10, p50, p90 = np.percentile(np.asarray(times) * 1e3, [10, 50, 90])
+  return {"ms_median": p50, "ms_p10": p10, "ms_p90": p90,
+          "examples_per_s": batch_size / (p50 / 1e3),
+          "loss_first": losses[0], "loss_last": losses[-1],
+          "loadavg_1m_after": os.getloadavg()[0]}
 
 
 def bench_ours(config, batch, warmup, steps):
@@ -121,8 +120,7 @@ def bench_ours(config, batch, warmup, steps):
   from corrjax import train  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   sharding.check_batch_size(config.data.batch_size, mesh)
-  method = methods.get(config.method)
-  model = method.build_model(config)
+  model = methods.get(config.method).build_model(config)
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
   state, state_sh = train.create_state(config, mesh, model, tx)
   step = train.make_train_step(config, mesh, model, tx, schedule, state_sh)
@@ -130,44 +128,35 @@ def bench_ours(config, batch, warmup, steps):
       batch, sharding.batch_sharding(mesh)))
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
+  result = {"compile_s": time.perf_counter() - t0}
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float((cost or {}).get("flops", float("nan")))
-  losses = []
+  result["flops_per_step"] = float((cost or {}).get("flops", float("nan")))
+  if not steps:
+    return result
 
   def run():
     nonlocal state
     state, metrics = compiled(state, batch)
-    losses.append(float(jax.block_until_ready(metrics)["loss"]))
     jax.block_until_ready(state)
+    return float(metrics["loss"])
 
-  times = _timed(run, warmup, steps)
-  return {"compile_s": compile_s, "flops_per_step": flops,
-          "loss_first": losses[0], "loss_last": losses[-1],
-          **_stats(times, config.data.batch_size)}
-
-
-def _load_module(name, path):
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return {**result, **_timed(run, warmup, steps, config.data.batch_size)}
 
 
 def bench_reference(ref_dir, config, batch, warmup, steps):
   """Times SFC's model in a fresh process that never ran XLA or loaded TF.
 
   On CPU, PyTorch in a process that has loaded TensorFlow or run XLA
-  computations is up to 30x slower and erratic (competing thread pools on
-  few cores), so the reference gets a process of its own, run before ours.
+  computations ran up to 30x slower and erratically (thread pools competing
+  for few cores), so the reference gets a process of its own, run before ours.
   """
   m = config.model
   spec = {"ref_dir": os.path.abspath(ref_dir), "arch": m.arch,
           "warmup": warmup, "steps": steps,
           "lr": config.optim.learning_rate, "wd": config.optim.weight_decay,
           "stats": normalization.STATS[config.data.normalization],
-          "args": dict(
+          "args": dict(  # The fields of SFC's train_args() FineGrained reads.
               momentum_target=config.ema.base_momentum,
               pos_radius=config.loss.radius, num_steps=config.total_steps,
               epochs=1, remove_stride_layers=("layer3", "layer4"),
@@ -222,20 +211,17 @@ def reference_child(tmp):
   v1, v2 = to_torch(batch["view1"]), to_torch(batch["view2"])
   c1, c2 = (torch.from_numpy(batch[k][:, None]).to(device)
             for k in ("box1", "box2"))
-  losses = []
 
   def run():
     loss = model(v1, v2, c1, c2)
     opt.zero_grad()
     loss.backward()
     opt.step()
-    losses.append(loss.item())  # Synchronises on CUDA.
+    return loss.item()  # Synchronises on CUDA.
 
-  times = _timed(run, spec["warmup"], spec["steps"])
   result = {"device": str(device), "torch_version": torch.__version__,
             "torch_threads": torch.get_num_threads(),
-            "loss_first": losses[0], "loss_last": losses[-1],
-            **_stats(times, len(batch["view1"]))}
+            **_timed(run, spec["warmup"], spec["steps"], len(v1))}
   with open(os.path.join(tmp, "result.json"), "w") as f:
     json.dump(result, f)
 
@@ -243,10 +229,8 @@ def reference_child(tmp):
 def _peak(args, device_kind):
   if args.peak_tflops:
     return args.peak_tflops
-  for name, peak in PEAKS:
-    if name.lower() in device_kind.lower():
-      return peak
-  return None
+  return next((p for name, p in PEAKS if name.lower() in device_kind.lower()),
+              None)
 
 
 def _line(name, r):
@@ -266,35 +250,38 @@ def main():
   dev = jax.devices()[0]
   print(f"{args.method}: batch {b}, {s} px, {m.arch} width {m.width}, heads "
         f"{m.projection_hidden_dim}->{m.projection_dim}; {jax.device_count()}"
-        f" x {dev.device_kind}, jax {jax.__version__}, {os.cpu_count()} CPUs",
-        flush=True)
-  batch = make_batch(b, s)
-  ref = None
-  if args.reference_dir and m.width != 64:
-    print("reference: skipped (SFC's ResNet has a fixed width of 64)")
-  elif args.reference_dir:
-    ref = bench_reference(args.reference_dir, config, batch, args.warmup,
-                          args.steps)
-    print(_line(f"reference ({ref['device']}, torch {ref['torch_version']}, "
-                f"{ref['torch_threads']} threads)", ref), flush=True)
-  ours = bench_ours(config, batch, args.warmup, args.steps)
-  tflops = ours["flops_per_step"] / (ours["ms_median"] / 1e3) / 1e12
-  peak = _peak(args, dev.device_kind)
-  mfu = tflops / peak if peak else None
-  hours = config.total_steps * ours["ms_median"] / 3.6e6
-  print(_line(f"ours (jax, compile {ours['compile_s']:.1f} s)", ours))
-  print(f"ours: {ours['flops_per_step'] / 1e12:.3f} TFLOP/step (XLA) | "
-        f"{tflops:.3f} TFLOP/s | MFU "
-        f"{f'{mfu:.1%} of {peak} TFLOP/s' if mfu else 'n/a'} | "
-        f"{config.total_steps} steps at this step time: {hours:.2f} h")
+        f" x {dev.device_kind}, jax {jax.__version__}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}", flush=True)
   result = {"method": args.method, "batch_size": b, "image_size": s,
             "width": m.width, "heads": [m.projection_hidden_dim,
                                         m.projection_dim],
             "steps": args.steps, "warmup": args.warmup,
             "device_kind": dev.device_kind, "num_devices": jax.device_count(),
             "cpus": os.cpu_count(), "jax_version": jax.__version__,
-            "ours": ours, "achieved_tflops": tflops, "peak_tflops": peak,
-            "mfu": mfu, "projected_hours": hours}
+            "loadavg_1m_before": os.getloadavg()[0]}
+  batch = make_batch(b, s)
+  ref = None
+  if args.reference_dir and args.steps and m.width != 64:
+    print("reference: skipped (SFC's ResNet has a fixed width of 64)")
+  elif args.reference_dir and args.steps:
+    ref = bench_reference(args.reference_dir, config, batch, args.warmup,
+                          args.steps)
+    print(_line(f"reference ({ref['device']}, torch {ref['torch_version']}, "
+                f"{ref['torch_threads']} threads)", ref), flush=True)
+  ours = result["ours"] = bench_ours(config, batch, args.warmup, args.steps)
+  print(f"ours: compile {ours['compile_s']:.1f} s | "
+        f"{ours['flops_per_step'] / 1e12:.3f} TFLOP/step (XLA count)")
+  if args.steps:
+    tflops = ours["flops_per_step"] / (ours["ms_median"] / 1e3) / 1e12
+    peak = _peak(args, dev.device_kind)
+    mfu = tflops / peak if peak else None
+    hours = config.total_steps * ours["ms_median"] / 3.6e6
+    print(_line("ours (jax)", ours))
+    print(f"ours: {tflops:.3f} TFLOP/s | MFU "
+          f"{f'{mfu:.1%} of {peak} TFLOP/s' if mfu else 'n/a'} | "
+          f"{config.total_steps} steps at this step time: {hours:.2f} h")
+    result.update(achieved_tflops=tflops, peak_tflops=peak, mfu=mfu,
+                  projected_hours=hours)
   if ref:
     result.update(reference=ref, ratio=ref["ms_median"] / ours["ms_median"])
     print(f"reference / ours: {result['ratio']:.2f}x")

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Multi-host TPU pod training: the same entry point on every worker, with
+# jax.distributed.initialize() (--multihost). Each host reads its slice of the
+# global batch; the workdir must be shared storage (e.g. gs://bucket/run).
+#
+#   TPU_NAME=my-v4-32 ZONE=us-central2-b bash launch/tpu_pod.sh \
+#       configs/fc.py gs://my-bucket/runs/fc --config.data.root=/mnt/ytvos
+set -euo pipefail
+: "${TPU_NAME:?set TPU_NAME to the TPU VM name}"
+: "${ZONE:?set ZONE to the TPU zone}"
+: "${1:?usage: launch/tpu_pod.sh CONFIG[:ARG] WORKDIR [--config.x=y ...]}"
+: "${2:?usage: launch/tpu_pod.sh CONFIG[:ARG] WORKDIR [--config.x=y ...]}"
+config=$1 workdir=$2
+shift 2
+repo="${REPO_DIR:-~/corrjax}"
+overrides=$(printf ' %q' "$@")
+gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=all \
+  --command="cd $repo && TF_CPP_MIN_LOG_LEVEL=2 python3 -m corrjax.main \
+    --multihost --config=$config --workdir=$workdir$overrides"

@@ -1,0 +1,106 @@
+"""Label propagation: a literal numpy transcription of the reference loop,
+and toy cases with known answers.
+
+The numpy version follows videowalk@047f3f4 step by step: front-pad with L
+copies of frame 0 (`code/data/vos.py:138-156`), keys = [frame 0] + padded
+indices t..t+L-1 (`code/utils/test_utils.py:123-138`), additive -1e10
+outside the radius on short-term keys only (`:154`, `code/utils/__init__.py:
+349-362`), joint top-k of (k . q + mask) / tau, softmax, weighted sum of
+soft labels written back (`code/test.py:100-148`).
+"""
+
+import numpy as np
+import pytest
+
+from corrjax.evals import label_propagation
+
+
+def _reference_numpy(feats, labels0, topk, radius, context, temperature):
+  t_len, h, w, c = feats.shape
+  n = h * w
+  ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  cells = np.stack([ys.ravel(), xs.ravel()], -1).astype(np.float64)
+  dist = np.sqrt(((cells[:, None] - cells[None]) ** 2).sum(-1))
+  mask = np.where(dist < radius, 0.0, -1e10)  # [query, key]
+  padded_feats = [feats[0]] * context + list(feats)
+  lbls = [labels0] * context + [None] * t_len
+  lbls[context] = labels0
+  for t in range(1, t_len):
+    idx = [0] + list(range(t, t + context))  # Padded indices of the keys.
+    keys = np.stack([padded_feats[context]] +
+                    [padded_feats[i] for i in idx[1:]]).reshape(-1, n, c)
+    key_lbls = np.stack([lbls[context]] + [lbls[i] for i in idx[1:]])
+    key_lbls = key_lbls.reshape(-1, n, labels0.shape[-1])
+    q = padded_feats[t + context].reshape(n, c)
+    sim = np.einsum("lkc,qc->qlk", keys, q)
+    sim[:, 1:, :] += mask[:, None, :]
+    sim = sim.reshape(n, -1) / temperature
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :topk]
+    vals = np.take_along_axis(sim, top, 1)
+    weights = np.exp(vals - vals.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    flat_lbls = key_lbls.reshape(-1, labels0.shape[-1])
+    pred = np.einsum("qk,qkc->qc", weights, flat_lbls[top])
+    lbls[t + context] = pred.reshape(h, w, -1)
+  return np.stack(lbls[context:])
+
+
+def _random_inputs(seed, t=6, h=5, w=7, c=8, k=3):
+  rng = np.random.default_rng(seed)
+  feats = rng.normal(size=(t, h, w, c)).astype(np.float32)
+  feats /= np.linalg.norm(feats, axis=-1, keepdims=True)
+  ids = rng.integers(0, k, (h, w))
+  return feats, np.eye(k, dtype=np.float32)[ids]
+
+
+@pytest.mark.parametrize("topk,radius,context,temperature,chunk", [
+    (5, 2.0, 3, 0.05, 1024), (10, 12.0, 4, 0.07, 8), (3, 1.0, 2, 0.1, 16),
+    (4, 0.0, 3, 0.05, 1024)])
+def test_matches_the_reference_loop(topk, radius, context, temperature,
+                                    chunk):
+  feats, labels0 = _random_inputs(topk)
+  expected = _reference_numpy(feats, labels0, topk, radius, context,
+                              temperature)
+  ours = label_propagation.propagate(
+      feats, labels0, topk=topk, radius=radius, context=context,
+      temperature=temperature, query_chunk=chunk)
+  np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_radius_zero_uses_only_frame_zero():
+  feats, labels0 = _random_inputs(0)
+  a = label_propagation.propagate(feats, labels0, topk=3, radius=0.0,
+                                  context=2, temperature=0.05)
+  # With every short-term key masked, each frame is predicted from frame 0's
+  # ground truth alone, whatever the context length.
+  b = label_propagation.propagate(feats, labels0, topk=3, radius=0.0,
+                                  context=5, temperature=0.05)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_single_class_stays_one_and_frame_zero_is_returned():
+  feats, _ = _random_inputs(1, k=1)
+  labels0 = np.ones(feats.shape[1:3] + (1,), np.float32)
+  out = label_propagation.propagate(feats, labels0, topk=4, radius=3.0,
+                                    context=2, temperature=0.05)
+  np.testing.assert_allclose(out, 1.0, atol=1e-6)
+  np.testing.assert_array_equal(out[0], labels0)
+
+
+def test_translated_texture_carries_its_label():
+  rng = np.random.default_rng(0)
+  h, w, c, shift = 8, 12, 16, 1
+  texture = rng.normal(size=(h, w + 8, c)).astype(np.float32)
+  texture /= np.linalg.norm(texture, axis=-1, keepdims=True)
+  # Frame t shows the texture moved right by t cells.
+  feats = np.stack([np.roll(texture, t * shift, axis=1)[:, 4:4 + w]
+                    for t in range(4)])
+  ids = np.zeros((h, w), np.int64)
+  ids[2:6, 3:6] = 1
+  labels0 = np.eye(2, dtype=np.float32)[ids]
+  out = np.asarray(label_propagation.propagate(
+      feats, labels0, topk=1, radius=3.0, context=2, temperature=0.05))
+  for t in range(4):
+    # Columns < t * shift show texture that entered the view (no label).
+    np.testing.assert_array_equal(out[t].argmax(-1)[:, t * shift:],
+                                  ids[:, :w - t * shift])
