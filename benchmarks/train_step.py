@@ -1,28 +1,25 @@
 r"""Throughput of one FC train step, ours (JAX) and optionally SFC's (PyTorch).
 
-Times the jitted, sharded train step as `corrjax.train` builds it
-(`create_state`, `make_train_step`, `corrjax.sharding`) on one fixed random
-uint8 two-view batch already on device, so the input pipeline is not timed.
-Reports compile time; median, p10 and p90 of `--steps` timed steps (after
-`--warmup` untimed ones, each waited for with `block_until_ready`);
-examples/s (an example is one frame's two crops, i.e. 2 images); FLOPs per
-step as XLA counts them (`compile().cost_analysis()['flops']`: online and
-target passes of both views, loss, Adam, EMA); TFLOP/s; MFU against
-`--peak_tflops`; and the config's schedule (60k steps) at the measured step
-time. `--steps=0` only compiles (FLOPs of a size too big to run here).
+Times the jitted, sharded step as `corrjax.train` builds it (`create_state`,
+`make_train_step`, `corrjax.sharding`) on one fixed random uint8 two-view
+batch already on device (no input pipeline): compile time; median, p10, p90
+of `--steps` steps after `--warmup` (`block_until_ready` each); examples/s
+(an example is one frame's two crops, 2 images); FLOPs per step as XLA counts
+them (`compile().cost_analysis()['flops']`: online and target passes of both
+views, loss, Adam, EMA); TFLOP/s; MFU; the 60k-step schedule at this step
+time. `--steps=0` only compiles (FLOPs of sizes too big to run).
 
-MFU peaks default to dense rates at the precision this f32 model runs at
-under JAX's default matmul precision: TF32 on NVIDIA (H100/H200 SXM 494.7,
-H100 PCIe 378, A100 156 TFLOP/s), bf16 passes on TPUs. Against H100's 989
-TFLOP/s bf16 peak, halve the MFU. On CPU, MFU is n/a unless given.
+MFU divides by `--peak_tflops`, by default the dense rate at the precision
+this f32 model runs at under JAX's default matmul precision: TF32 on NVIDIA
+(H100/H200 SXM 494.7, H100 PCIe 378, A100 156), bf16 passes on TPU. (Against
+H100's 989 bf16 peak, halve it.) CPU: n/a unless `--peak_tflops` is given.
 
 `--reference_dir` (a checkout of github.com/Alxead/SFC) also times SFC's
-PyTorch `FineGrained` (ResNet-18 without layer3/layer4 strides, the same heads
-and radius), imported from that checkout at runtime: forward + backward +
-Adam step (lr 1e-3) on the same batch, on CUDA if available (with SFC's cudnn
-settings) else CPU, in a child process run first (see `bench_reference`), and
-prints reference / ours. Both use all cores: XLA's CPU thread pool does by
-default; torch gets `torch.set_num_threads(os.cpu_count())`.
+PyTorch `FineGrained` (same sizes), imported from that checkout at runtime:
+forward + backward + Adam step on the same batch, on CUDA (SFC's cudnn
+settings) else CPU, in a child process run first (see `bench_reference`).
+Threads: XLA's CPU pool uses all cores by default; torch gets
+`set_num_threads(os.cpu_count())`.
 
   python benchmarks/train_step.py --method=fc   # paper recipe: b96, 256 px
   python benchmarks/train_step.py --method=fc --batch_size=8 \
@@ -51,7 +48,6 @@ from corrjax import methods
 from corrjax import optim
 from corrjax import sharding
 from corrjax.data import normalization
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 CONFIGS = {"fc": "configs/fc.py"}
 # (substring of device_kind, dense TFLOP/s at the precision f32 runs at).
@@ -79,12 +75,11 @@ def _parse_args():
 def load_config(args):
   c = config_defaults.load(
       f"{os.path.join(REPO, CONFIGS[args.method])}:{args.config_arg}")
-  if args.batch_size:
-    c.data.batch_size = args.batch_size
-  if args.image_size:
-    c.data.crop_size = args.image_size
-  if args.width:
-    c.model.width = args.width
+  for part, key, value in (("data", "batch_size", args.batch_size),
+                           ("data", "crop_size", args.image_size),
+                           ("model", "width", args.width)):
+    if value:
+      c[part][key] = value
   return c
 
 
@@ -145,11 +140,10 @@ def bench_ours(config, batch, warmup, steps):
 
 
 def bench_reference(ref_dir, config, batch, warmup, steps):
-  """Times SFC's model in a fresh process that never ran XLA or loaded TF.
+  """SFC's step, in a process that never loaded TF or ran XLA, run first.
 
-  On CPU, PyTorch in a process that has loaded TensorFlow or run XLA
-  computations ran up to 30x slower and erratically (thread pools competing
-  for few cores), so the reference gets a process of its own, run before ours.
+  On CPU, PyTorch in a process that had imported TensorFlow or run XLA ran up
+  to 30x slower and erratically (thread pools competing for the cores).
   """
   m = config.model
   spec = {"ref_dir": os.path.abspath(ref_dir), "arch": m.arch,
@@ -174,13 +168,6 @@ def bench_reference(ref_dir, config, batch, warmup, steps):
       return json.load(f)
 
 
-def _load_module(name, path):
-  module_spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module
-
-
 def reference_child(tmp):
   """SFC's PyTorch FineGrained: forward + backward + Adam step, as trained."""
   import torch  # pylint: disable=g-import-not-at-top
@@ -189,9 +176,13 @@ def reference_child(tmp):
   batch = dict(np.load(os.path.join(tmp, "batch.npz")))
   code = os.path.join(spec["ref_dir"], "code")
   sys.path.insert(0, code)  # Their model files import only torch and numpy.
-  resnet = _load_module("sfc_resnet", os.path.join(code, "models/resnet.py"))
-  fine_grained = _load_module("sfc_fine_grained",
-                              os.path.join(code, "models/fine_grained.py"))
+  modules = []
+  for name in ("resnet", "fine_grained"):
+    module_spec = importlib.util.spec_from_file_location(
+        f"sfc_{name}", os.path.join(code, "models", f"{name}.py"))
+    modules.append(importlib.util.module_from_spec(module_spec))
+    module_spec.loader.exec_module(modules[-1])
+  resnet, fine_grained = modules
   torch.set_num_threads(os.cpu_count())
   device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
   torch.backends.cudnn.deterministic = True  # As SFC's code/train.py.
@@ -226,13 +217,6 @@ def reference_child(tmp):
     json.dump(result, f)
 
 
-def _peak(args, device_kind):
-  if args.peak_tflops:
-    return args.peak_tflops
-  return next((p for name, p in PEAKS if name.lower() in device_kind.lower()),
-              None)
-
-
 def _line(name, r):
   return (f"{name}: step median {r['ms_median']:.1f} ms (p10 "
           f"{r['ms_p10']:.1f}, p90 {r['ms_p90']:.1f}) | "
@@ -247,33 +231,36 @@ def main():
     return
   config = load_config(args)
   b, s, m = config.data.batch_size, config.data.crop_size, config.model
+  load_before = os.getloadavg()[0]
+  batch = make_batch(b, s)
+  ref = None  # Timed before JAX starts a backend (which may take GPU memory).
+  if args.reference_dir and args.steps and m.width != 64:
+    print("reference: skipped (SFC's ResNet has a fixed width of 64)")
+  elif args.reference_dir and args.steps:
+    print("timing the reference...", flush=True)
+    ref = bench_reference(args.reference_dir, config, batch, args.warmup,
+                          args.steps)
   dev = jax.devices()[0]
   print(f"{args.method}: batch {b}, {s} px, {m.arch} width {m.width}, heads "
         f"{m.projection_hidden_dim}->{m.projection_dim}; {jax.device_count()}"
         f" x {dev.device_kind}, jax {jax.__version__}, {os.cpu_count()} CPUs, "
-        f"load {os.getloadavg()[0]:.2f}", flush=True)
-  result = {"method": args.method, "batch_size": b, "image_size": s,
-            "width": m.width, "heads": [m.projection_hidden_dim,
-                                        m.projection_dim],
-            "steps": args.steps, "warmup": args.warmup,
-            "device_kind": dev.device_kind, "num_devices": jax.device_count(),
-            "cpus": os.cpu_count(), "jax_version": jax.__version__,
-            "loadavg_1m_before": os.getloadavg()[0]}
-  batch = make_batch(b, s)
-  ref = None
-  if args.reference_dir and args.steps and m.width != 64:
-    print("reference: skipped (SFC's ResNet has a fixed width of 64)")
-  elif args.reference_dir and args.steps:
-    ref = bench_reference(args.reference_dir, config, batch, args.warmup,
-                          args.steps)
+        f"load {load_before:.2f}", flush=True)
+  if ref:
     print(_line(f"reference ({ref['device']}, torch {ref['torch_version']}, "
                 f"{ref['torch_threads']} threads)", ref), flush=True)
+  result = {**{k: v for k, v in vars(args).items() if v is not None},
+            "batch_size": b, "image_size": s, "width": m.width,
+            "heads": [m.projection_hidden_dim, m.projection_dim],
+            "device_kind": dev.device_kind, "num_devices": jax.device_count(),
+            "cpus": os.cpu_count(), "jax_version": jax.__version__,
+            "loadavg_1m_before": load_before}
   ours = result["ours"] = bench_ours(config, batch, args.warmup, args.steps)
   print(f"ours: compile {ours['compile_s']:.1f} s | "
         f"{ours['flops_per_step'] / 1e12:.3f} TFLOP/step (XLA count)")
   if args.steps:
     tflops = ours["flops_per_step"] / (ours["ms_median"] / 1e3) / 1e12
-    peak = _peak(args, dev.device_kind)
+    peak = args.peak_tflops or next(
+        (p for k, p in PEAKS if k.lower() in dev.device_kind.lower()), None)
     mfu = tflops / peak if peak else None
     hours = config.total_steps * ours["ms_median"] / 3.6e6
     print(_line("ours (jax)", ours))

@@ -72,6 +72,6 @@ def _demo(c):
   c.data.crop_size = 64
   c.data.num_threads = 2
   c.eval = cd.vos_eval(source="synthetic", random_init_baseline=True)
-  c.total_steps = 300
+  c.total_steps = 800
   c.log_every_steps = 10
-  c.checkpoint_every_steps = 100
+  c.checkpoint_every_steps = 200

@@ -16,6 +16,7 @@ import threading
 import time
 
 from clu import metric_writers
+from clu import periodic_actions
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -182,6 +183,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
 
+  # Writes steps_per_sec and uptime to TensorBoard.
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=config.total_steps, writer=writer,
+      every_steps=config.log_every_steps)
   summed, count = None, 0
   window_start, window_step = time.time(), start_step
   with _StopRequest() as stop:
@@ -191,6 +196,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       summed = metrics if summed is None else jax.tree_util.tree_map(
           jnp.add, summed, metrics)
       count += 1
+      report_progress(step)
       is_last = step == config.total_steps
       if step % config.log_every_steps == 0 or is_last:
         means = {k: float(v) / count
@@ -198,7 +204,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         _check_finite(means, step)
         now = time.time()
         rate = (step - window_step) / max(now - window_start, 1e-9)
-        means["steps_per_sec"] = rate
         means["skipped_frames"] = len(crops.bad_frames)
         writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
         eta = (config.total_steps - step) / max(rate, 1e-9)

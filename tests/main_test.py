@@ -125,6 +125,17 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig):
   _assert_trees_equal(_params(reference, 24), _params(workdir, 24))
 
 
+@pytest.mark.slow
+def test_diverging_run_stops_with_a_clear_error(tmp_path):
+  result = _cli(SMOKE, f"--workdir={tmp_path}", *RESUMABLE,
+                "--config.optim.learning_rate=1e30",
+                "--config.checkpoint_every_steps=100")
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("corrjax: error: non-finite") and "loss" in last
+  assert _checkpoint_steps(tmp_path) == []  # Nothing non-finite was saved.
+
+
 def test_misspelled_config_key_is_rejected(tmp_path):
   result = _cli(SMOKE, f"--workdir={tmp_path}", "--config.optim.learnig_rate=1")
   assert result.returncode != 0

@@ -53,4 +53,9 @@ def save_overlay_strip(path: str, frames: np.ndarray, ids: np.ndarray,
   tiles = [overlay(frames[i], ids[i]) for i in indices]
   gap = np.full((frames.shape[1], 4, 3), 255, np.uint8)
   row = [t for tile in tiles for t in (tile, gap)][:-1]
-  Image.fromarray(np.concatenate(row, axis=1)).save(path)
+  image = Image.fromarray(np.concatenate(row, axis=1))
+  scale = max(1, 256 // frames.shape[1])  # Small videos: enlarge to see.
+  if scale > 1:
+    image = image.resize((image.width * scale, image.height * scale),
+                         Image.NEAREST)
+  image.save(path)
