@@ -10,9 +10,14 @@ Set CORRJAX_TRACEBACK=1 to see full tracebacks of input errors.
 """
 
 import os
+import re
 import sys
 
-from absl import app
+# Before anything imports TensorFlow (clu does): silence its C++ banners.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF computes nothing.
+
+from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -50,7 +55,13 @@ def main(argv):
     raise app.UsageError("--config is required, e.g. --config=configs/sfc.py")
   if not flags.FLAGS["verbosity"].present:  # orbax logs every write at INFO.
     logging.set_verbosity(logging.WARNING)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  try:  # The config file is loaded lazily, on first access.
+    config = _CONFIG.value
+    config.keys()  # Raises here if the file failed to load.
+  except (OSError, ValueError, AttributeError, KeyError, TypeError) as e:
+    if os.environ.get("CORRJAX_TRACEBACK"):
+      raise
+    sys.exit(f"corrjax: error: {_last_line(e)}")
   # Imported here so that --help is fast and TF never grabs a GPU.
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -62,7 +73,6 @@ def main(argv):
   from corrjax import checkpointing  # pylint: disable=g-import-not-at-top
   from corrjax import sharding  # pylint: disable=g-import-not-at-top
 
-  config = _CONFIG.value
   workdir = _WORKDIR.value or default_workdir(_config_flag_value())
   print(f"corrjax {_MODE.value}: workdir {workdir}", flush=True)
   log = lambda msg: print(msg, flush=True)
@@ -94,5 +104,35 @@ def _config_flag_value() -> str:
   return ""
 
 
+def _last_line(error: Exception) -> str:
+  """config_flags embeds tracebacks in its messages: keep the last line."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[-1] if lines else repr(error)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one-line errors for bad configs and overrides.
+
+  config_flags raises AttributeError/KeyError for an unknown key in a locked
+  config (with a 'Did you mean' hint) and ValueError/TypeError for bad
+  values, as tracebacks; they are user errors, so print one line.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"corrjax: error: {_last_line(e)}")
+  except (AttributeError, KeyError, ValueError, TypeError) as e:
+    if os.environ.get("CORRJAX_TRACEBACK"):
+      raise
+    message = str(e.args[0] if e.args else e)
+    hint = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', message)
+    if hint:
+      message = (f"unknown key {hint.group(2)!r}; did you mean "
+                 f"{hint.group(1)!r}?")
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    sys.exit(f"corrjax: error: bad --config ({' '.join(overrides) or 'file'}"
+             f"): {message}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

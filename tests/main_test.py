@@ -138,8 +138,24 @@ def test_diverging_run_stops_with_a_clear_error(tmp_path):
 
 def test_misspelled_config_key_is_rejected(tmp_path):
   result = _cli(SMOKE, f"--workdir={tmp_path}", "--config.optim.learnig_rate=1")
-  assert result.returncode != 0
-  assert "learnig_rate" in result.stderr
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()
+  assert len(last) == 1, result.stderr
+  assert last[0] == ("corrjax: error: bad --config (--config.optim.learnig_rate"
+                     "=1): unknown key 'learnig_rate'; did you mean "
+                     "'learning_rate'?")
+
+
+@pytest.mark.parametrize("config,message", [
+    ("configs/nope.py", "No such file or directory"),
+    ("configs/sfc.py:smok", "Unknown config argument 'smok'"),
+])
+def test_bad_config_file_or_argument_is_one_line(config, message):
+  result = _cli(f"--config={config}")
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("corrjax: error:")
+  assert message in lines[0]
 
 
 @pytest.mark.parametrize("root,message", [
