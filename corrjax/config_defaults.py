@@ -86,7 +86,8 @@ def vos_eval(**overrides) -> mlc.ConfigDict:
       max_videos=0,  # 0: all.
       synthetic=synthetic_videos(seed=2, num_videos=8, num_frames=16,
                                  size=128),
-      topk=10, radius=12.0, context=20, temperature=0.05,
+      # CRW's DAVIS protocol (videowalk README): native 480p.
+      topk=10, radius=12.0, context=20, temperature=0.05, crop_size=-1,
       num_stages=3,  # layer3 output, stride 8.
       normalization="imagenet",
       batch_size=8,

@@ -12,9 +12,16 @@ STATS = {
 
 
 def normalize(images, *, name: str):
-  """uint8 [..., 3] RGB -> float32 (x / 255 - mean) / std."""
+  """RGB [..., 3] -> float32 (x - mean) / std with x in [0, 1].
+
+  uint8 images are divided by 255; float images are taken to be in [0, 1]
+  already (e.g. frames resized in float, as the reference resizes them).
+  """
   if name not in STATS:
     raise ValueError(f"Unknown normalization {name!r}; choose from "
                      f"{sorted(STATS)}.")
   mean, std = (jnp.asarray(v, jnp.float32) for v in STATS[name])
-  return (jnp.asarray(images, jnp.float32) / 255.0 - mean) / std
+  x = jnp.asarray(images)
+  x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(
+      jnp.float32)
+  return (x - mean) / std

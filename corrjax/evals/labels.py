@@ -36,6 +36,19 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
   return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
 
 
+def resize_nearest(x: np.ndarray, height: int, width: int) -> np.ndarray:
+  """OpenCV INTER_NEAREST resize of [H, W, ...]: source floor(i / (d / s)).
+
+  The scale is OpenCV's 1 / (dst / src) in double precision, whose rounding
+  decides exact ties (e.g. 854 -> 320 at column 160).
+  """
+  def taps(src, dst):
+    inv = 1.0 / (dst / src)
+    return np.minimum(np.floor(np.arange(dst) * inv).astype(np.int64),
+                      src - 1)
+  return x[taps(x.shape[0], height)][:, taps(x.shape[1], width)]
+
+
 def one_hot(label_map: np.ndarray, num_classes: int) -> np.ndarray:
   """int [H, W] ids in [0, K) -> float32 [H, W, K]."""
   if label_map.min() < 0 or label_map.max() >= num_classes:

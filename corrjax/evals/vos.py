@@ -30,29 +30,57 @@ class Video:
 
 def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
                   *, topk: int, radius: float, context: int,
-                  temperature: float, stride: int = 8) -> np.ndarray:
-  """int32 [T, H, W] predicted ids; frame 0 is the ground truth's."""
+                  temperature: float, crop_size: int = -1,
+                  stride: int = 8) -> np.ndarray:
+  """Propagates frame 0's mask through the video.
+
+  Args:
+    video: frames and masks (only masks[0] is read).
+    feature_fn: frames uint8 [T, H, W, 3] or float in [0, 1] -> float
+      [T, ceil(H / stride), ceil(W / stride), C] L2-normalised features.
+    topk, radius, context, temperature: the propagation protocol.
+    crop_size: -1 for native resolution (DAVIS); > 0 resizes frames to a
+      crop_size x crop_size square ignoring the aspect ratio, as the
+      reference's `--cropSize` (videowalk `code/data/vos.py:186-202`:
+      cv2 INTER_LINEAR on float frames); the first mask is resized with
+      nearest neighbours and predictions are brought back to the frame size
+      with nearest neighbours (`code/eval/convert_davis.py`).
+    stride: feature stride.
+
+  Returns:
+    int32 [T, H, W] predicted ids; frame 0 is the ground truth's.
+  """
   t, height, width = video.masks.shape
   if video.frames.shape[:3] != (t, height, width):
     raise ValueError(f"{video.name}: frames {video.frames.shape[:3]} and "
                      f"masks {video.masks.shape} differ in size.")
   num_classes = int(video.masks[0].max()) + 1
-  feats = feature_fn(video.frames)
-  grid = labels_lib.feature_grid(height, width, stride)
+  frames, first = video.frames, video.masks[0]
+  if crop_size > 0:
+    frames = np.stack([labels_lib.resize_bilinear(f / np.float32(255.0),
+                                                  crop_size, crop_size)
+                       for f in frames])
+    first = labels_lib.resize_nearest(first, crop_size, crop_size)
+  size = frames.shape[1:3]
+  feats = feature_fn(frames)
+  grid = labels_lib.feature_grid(*size, stride)
   if feats.shape[1:3] != grid:
     raise ValueError(f"{video.name}: features {feats.shape[1:3]} are not on "
-                     f"the stride-{stride} grid {grid} of {height}x{width}.")
-  labels0 = labels_lib.downsample_labels(video.masks[0], num_classes, stride)
+                     f"the stride-{stride} grid {grid} of {size}.")
+  labels0 = labels_lib.downsample_labels(first, num_classes, stride)
   soft = np.asarray(label_propagation.propagate(
       feats, labels0, topk=topk, radius=radius, context=context,
       temperature=temperature))
-  preds = [labels_lib.upsample_argmax(s, height, width) for s in soft[1:]]
+  preds = [labels_lib.upsample_argmax(s, *size) for s in soft[1:]]
+  if crop_size > 0:
+    preds = [labels_lib.resize_nearest(p, height, width) for p in preds]
   return np.stack([video.masks[0].astype(np.int32)] + preds)
 
 
 def evaluate(videos: Iterable[Video],
              feature_fn: Callable[[np.ndarray], np.ndarray], *, topk: int,
              radius: float, context: int, temperature: float,
+             crop_size: int = -1,
              out_dir: str | None = None, overlay_frames: int = 4,
              log: Callable[[str], None] = print) -> dict:
   """Propagates, scores and (optionally) writes PNGs for every video.
@@ -66,7 +94,8 @@ def evaluate(videos: Iterable[Video],
   start = time.time()
   for i, video in enumerate(videos):
     pred = predict_video(video, feature_fn, topk=topk, radius=radius,
-                         context=context, temperature=temperature)
+                         context=context, temperature=temperature,
+                         crop_size=crop_size)
     per_sequence[video.name] = davis_metrics.evaluate_semisupervised(
         video.masks, pred)
     if out_dir:
@@ -79,6 +108,9 @@ def evaluate(videos: Iterable[Video],
           os.path.join(out_dir, "overlays", f"{video.name}.png"),
           video.frames, pred, shown)
     elapsed = time.time() - start
-    log(f"  eval [{i + 1}/{len(videos)}] {video.name}: "
-        f"{len(pred)} frames, {elapsed:.1f}s elapsed")
+    eta = elapsed / (i + 1) * (len(videos) - i - 1)
+    scores = per_sequence[video.name]
+    log(f"  eval [{i + 1}/{len(videos)}] {video.name}: {len(pred)} frames, "
+        f"J {np.mean(scores['J']):.3f} F {np.mean(scores['F']):.3f} | "
+        f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s")
   return davis_metrics.summarize(per_sequence)

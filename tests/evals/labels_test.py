@@ -41,3 +41,13 @@ def test_upsample_argmax_restores_a_blocky_map():
 def test_out_of_range_ids_are_rejected():
   with pytest.raises(ValueError, match="label ids"):
     labels.one_hot(np.array([[0, 3]]), 3)
+
+
+@pytest.mark.parametrize("src,dst", [((480, 854), (320, 320)),
+                                     ((240, 320), (560, 560)),
+                                     ((7, 5), (16, 3)), ((33, 65), (8, 9))])
+def test_resize_nearest_matches_opencv(src, dst):
+  cv2 = pytest.importorskip("cv2")
+  x = np.random.default_rng(1).integers(0, 5, src).astype(np.uint8)
+  expected = cv2.resize(x, (dst[1], dst[0]), interpolation=cv2.INTER_NEAREST)
+  np.testing.assert_array_equal(labels.resize_nearest(x, *dst), expected)
