@@ -54,32 +54,36 @@ def training_frames(config: ml_collections.ConfigDict):
                    "'synthetic' or 'folder'.")
 
 
-def create_state(config, mesh, model, tx):
-  """Initial state built directly with its shardings, and those shardings."""
-  method = _method(config)
-  init = functools.partial(method.init_state, model=model, tx=tx,
+def _init_fn(config, model, tx):
+  return functools.partial(_method(config).init_state, model=model, tx=tx,
                            image_size=config.data.crop_size)
-  rng = jax.random.key(config.seed)
-  abstract = jax.eval_shape(init, rng)
-  state_sh = sharding.infer_state_sharding(abstract, mesh,
-                                           config.sharding_rules)
-  state = jax.jit(init, out_shardings=state_sh)(rng)
-  return state, state_sh
 
 
-def abstract_state(config, mesh):
-  """ShapeDtypeStructs with shardings of the state (for restoring)."""
-  method = _method(config)
-  model = method.build_model(config)
-  tx, _ = optim.make_optimizer(config.optim, config.total_steps)
-  init = functools.partial(method.init_state, model=model, tx=tx,
-                           image_size=config.data.crop_size)
-  abstract = jax.eval_shape(init, jax.random.key(config.seed))
+def abstract_state(config, mesh, model=None, tx=None):
+  """The state as ShapeDtypeStructs carrying their NamedShardings.
+
+  Shapes come from `jax.eval_shape` (nothing is computed); shardings from
+  `config.sharding_rules`. Used to build the state and to restore it.
+  """
+  if model is None:
+    model = _method(config).build_model(config)
+  if tx is None:
+    tx = optim.make_optimizer(config.optim, config.total_steps)[0]
+  abstract = jax.eval_shape(_init_fn(config, model, tx),
+                            jax.random.key(config.seed))
   state_sh = sharding.infer_state_sharding(abstract, mesh,
                                            config.sharding_rules)
   return jax.tree_util.tree_map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
       abstract, state_sh)
+
+
+def create_state(config, mesh, model, tx):
+  """Initial state built directly with its shardings, and those shardings."""
+  abstract = abstract_state(config, mesh, model, tx)
+  state_sh = jax.tree_util.tree_map(lambda a: a.sharding, abstract)
+  init = jax.jit(_init_fn(config, model, tx), out_shardings=state_sh)
+  return init(jax.random.key(config.seed)), state_sh
 
 
 def make_train_step(config, mesh, model, tx, schedule, state_sh):
@@ -162,9 +166,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       workdir, every_steps=config.checkpoint_every_steps,
       keep=config.keep_checkpoints)
   restored = checkpointing.restore_latest(
-      manager, jax.tree_util.tree_map(
-          lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-          state, state_sh))
+      manager, abstract_state(config, mesh, model, tx))
   if restored is not None:
     state = restored
   start_step = int(jax.device_get(state.step))
