@@ -17,14 +17,20 @@ Published: FC alone 0.680 J&F on DAVIS-17 val (SFC repo, k 10, r 12, t 0.05).
   # Tiny CPU run used by the tests:
   python -m corrjax.main --config=configs/fc.py:smoke
 
-Arguments (comma-separated): smoke, davis2016, demo.
+  # Keypoint propagation (PCK) of a trained workdir on JHMDB:
+  python -m corrjax.main --config=configs/fc.py:davis2016,jhmdb --mode=eval \
+      --config.data.root=$CORRJAX_DATA/davis2016 \
+      --config.eval.root=$CORRJAX_DATA/jhmdb_sample --workdir=...
+
+Arguments (comma-separated): smoke, davis2016, demo, jhmdb.
 """
 
 from corrjax import config_defaults as cd
 
 
 def get_config(arg=None):
-  arg = cd.parse_arg(arg, smoke=False, davis2016=False, demo=False)
+  arg = cd.parse_arg(arg, smoke=False, davis2016=False, demo=False,
+                     jhmdb=False)
   c = cd.base(total_steps=60_000)
   c.model = cd.fine_grained_model("resnet18")
   c.loss = dict(radius=0.5)
@@ -40,6 +46,10 @@ def get_config(arg=None):
     c.data.pattern = "JPEGImages/240p/*/*.jpg"
     c.eval = cd.vos_eval(source="davis", root="")  # Defaults to data.root.
     c.total_steps = 2_000
+  if arg.jhmdb:
+    # Keypoint propagation (PCK) on a JHMDB root (--config.eval.root=...),
+    # e.g. after training: --mode=eval.
+    c.eval = cd.pose_eval()
   if arg.demo or arg.smoke:
     _demo(c)
   if arg.smoke:

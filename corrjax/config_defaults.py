@@ -46,7 +46,7 @@ def fine_grained_model(arch: str = "resnet18", width: int = 64) -> mlc.ConfigDic
   """SFC's FC net: res3/res4 stride 1 (stride 8), 2048 -> 256 heads."""
   return mlc.ConfigDict(dict(
       arch=arch, width=width, strides=(1, 2, 1, 1), padding_mode="zeros",
-      projection_hidden_dim=2048, prediction_hidden_dim=2048,
+      zero_init_last_bn=True, projection_hidden_dim=2048, prediction_hidden_dim=2048,
       projection_dim=256))
 
 
@@ -95,6 +95,20 @@ def vos_eval(**overrides) -> mlc.ConfigDict:
       write_pngs=True,
       overlay_frames=4,
   ))
+  c.update(overrides)
+  return c
+
+
+def pose_eval(**overrides) -> mlc.ConfigDict:
+  """Keypoint propagation on JHMDB, PCK (CRW paper settings, videowalk #10).
+
+  `root` holds Rename_Images/ and joint_positions/; `split_file` (optional)
+  lists videos in either CRW or UVC column order.
+  """
+  c = vos_eval(source="jhmdb", topk=10, radius=12.0, context=7,
+               temperature=0.05, crop_size=320)
+  c.split_file = ""
+  c.sigma = 0.5
   c.update(overrides)
   return c
 

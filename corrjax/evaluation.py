@@ -11,7 +11,10 @@ import optax
 from corrjax import methods
 from corrjax.data import synthetic
 from corrjax.evals import davis_data
+from corrjax.evals import davis_results
 from corrjax.evals import features
+from corrjax.evals import pose
+from corrjax.evals import tfds_davis
 from corrjax.evals import vos
 
 
@@ -31,9 +34,17 @@ def eval_videos(config: ml_collections.ConfigDict) -> list[vos.Video]:
     if e.max_videos:
       names = names[:e.max_videos]
     return [davis_data.read_video(root, n) for n in names]
+  elif e.source == "tfds_davis":
+    # tensorflow-datasets' `davis` (prepared; root = data_dir, e.g. gs://).
+    return tfds_davis.load_videos(split=e.split, config="480p",
+                                  data_dir=e.root or None,
+                                  max_videos=e.max_videos or None)
+  elif e.source == "jhmdb":
+    return pose.read_videos(e.root or config.data.root, e.split_file,
+                            e.max_videos)
   else:
     raise ValueError(f"Unknown eval.source {e.source!r}; expected "
-                     "'synthetic', 'davis' or 'none'.")
+                     "'synthetic', 'davis', 'tfds_davis', 'jhmdb' or 'none'.")
   return videos[:e.max_videos] if e.max_videos else videos
 
 
@@ -46,7 +57,17 @@ def format_table(rows: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
+def format_pck_table(rows: dict[str, dict]) -> str:
+  """Rows of {'PCK@0.1': ..., ...} as an aligned text table."""
+  columns = list(next(iter(rows.values())))
+  lines = [f"{'':<16}" + "".join(f"{c:>10}" for c in columns)]
+  for name, r in rows.items():
+    lines.append(f"{name:<16}" + "".join(f"{r[c]:>10.4f}" for c in columns))
+  return "\n".join(lines)
+
+
 def evaluate_variables(config, variables, videos, out_dir, log=print):
+  """Scores one network's ResNet `variables` on `videos`."""
   e = config.eval
   m = config.model
   feature_fn = features.make_feature_fn(
@@ -54,6 +75,10 @@ def evaluate_variables(config, variables, videos, out_dir, log=print):
       padding_mode=m.padding_mode, variables=variables,
       num_stages=e.num_stages, normalization_name=e.normalization,
       batch_size=e.batch_size)
+  if e.source == "jhmdb":
+    return pose.evaluate(videos, feature_fn, topk=e.topk, radius=e.radius,
+                         context=e.context, temperature=e.temperature,
+                         crop_size=e.crop_size, sigma=e.sigma, log=log)
   return vos.evaluate(videos, feature_fn, topk=e.topk, radius=e.radius,
                       context=e.context, temperature=e.temperature,
                       crop_size=e.crop_size, out_dir=out_dir if e.write_pngs else None,
@@ -63,8 +88,10 @@ def evaluate_variables(config, variables, videos, out_dir, log=print):
 def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
   """Scores `state` (and optionally the random init) on `config.eval`.
 
-  Writes `<workdir>/eval/step_<n>/<video>/%05d.png`, overlay strips and
-  `results.json`; prints a J&F table.
+  Writes `<workdir>/eval/step_<n>/<video>/%05d.png` (DAVIS results layout),
+  `overlays/<video>.png`, the official `global_results-<split>.csv` and
+  `per-sequence_results-<split>.csv`, and `results.json`; prints a J&F (or
+  PCK) table.
 
   Returns:
     {"trained": summary[, "random_init": summary]} or None if disabled.
@@ -78,21 +105,31 @@ def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
   log(f"evaluating label propagation on {len(videos)} videos "
       f"(topk {config.eval.topk}, radius {config.eval.radius}, context "
       f"{config.eval.context}, temperature {config.eval.temperature})")
-  results = {"trained": evaluate_variables(
+  label = "trained" if step else "random_init"
+  dirs = {label: out_dir}
+  results = {label: evaluate_variables(
       config, jax.device_get(method.encoder_variables(state)), videos,
       out_dir, log)}
-  if config.eval.random_init_baseline:
+  if config.eval.random_init_baseline and step:
     model = method.build_model(config)
     init = method.init_state(
         jax.random.key(config.seed), model=model,
         tx=optax.identity(), image_size=config.data.crop_size)
+    dirs["random_init"] = os.path.join(workdir, "eval", "random_init")
     results["random_init"] = evaluate_variables(
         config, method.encoder_variables(init), videos,
-        os.path.join(workdir, "eval", "random_init"), log)
-  table = {name: r["global"] for name, r in results.items()}
-  log(format_table(table))
+        dirs["random_init"], log)
+  if config.eval.source == "jhmdb":
+    summary = {name: {f"PCK@{a}": v for a, v in r["pck"].items()}
+               for name, r in results.items()}
+    log(format_pck_table(summary))
+  else:
+    summary = {name: r["global"] for name, r in results.items()}
+    log(format_table(summary))
+    for name, r in results.items():  # The official tool's two CSVs.
+      davis_results.write_csvs(r, dirs[name], config.eval.split)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump({k: v["global"] for k, v in results.items()}, f, indent=2)
+    json.dump(summary, f, indent=2)
   log(f"predictions, overlays and results.json in {out_dir}")
   return results

@@ -157,10 +157,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   method = _method(config)
   model = method.build_model(config)
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
-  frames = training_frames(config)
-  log(f"training frames: {len(frames)}; mesh {dict(mesh.shape)}; "
-      f"global batch {config.data.batch_size}")
-
   state, state_sh = create_state(config, mesh, model, tx)
   manager = checkpointing.make_manager(
       workdir, every_steps=config.checkpoint_every_steps,
@@ -173,10 +169,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   if start_step:
     log(f"resumed from step {start_step}")
   if start_step >= config.total_steps:
-    log(f"already trained for {start_step} >= {config.total_steps} steps")
+    log(f"no training: step {start_step} >= total_steps "
+        f"{config.total_steps}")
     manager.close()
     return state
 
+  frames = training_frames(config)
+  log(f"training frames: {len(frames)}; mesh {dict(mesh.shape)}; "
+      f"global batch {config.data.batch_size}")
   p_train_step = make_train_step(config, mesh, model, tx, schedule, state_sh)
   batches, crops = pipeline.two_view_batches(
       frames, config.data, global_batch_size=config.data.batch_size,

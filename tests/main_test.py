@@ -81,6 +81,9 @@ def test_smoke_trains_evaluates_and_writes_outputs(tmp_path):
   assert _checkpoint_steps(tmp_path) == [2, 4]
   eval_dir = tmp_path / "eval" / "step_4"
   assert (eval_dir / "results.json").is_file()
+  header = (eval_dir / "global_results-val.csv").read_text().splitlines()[0]
+  assert header.startswith("J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean")
+  assert (eval_dir / "per-sequence_results-val.csv").is_file()
   videos = [d for d in os.listdir(eval_dir) if d.startswith("synth_")]
   assert len(videos) == 2
   assert len(os.listdir(eval_dir / videos[0])) == 6  # One PNG per frame.

@@ -1,87 +1,181 @@
 """Label propagation with the CRW protocol (videowalk `code/test.py`).
 
-Semantics (videowalk `code/utils/test_utils.py:123-171`, `code/test.py:
-100-148`, `code/data/vos.py:138-156`): the video is front-padded with
-`context` copies of frame 0 carrying the ground-truth labels. For target
-frame t >= 1 the keys are frame 0 with its labels (never radius-restricted)
-plus the `context` frames before t in the padded video (copies of frame 0
-while t < context) with their soft predictions, radius-restricted: a key
-cell is admissible iff its Euclidean distance to the query cell, in feature
-cells, is < radius (strict). One top-k over all (context + 1) * h * w
-positions jointly; weights softmax(top-k similarities / temperature); the
-prediction is the weighted sum of the keys' soft labels, written back
-unhardened.
+Semantics (videowalk@047f3f4 `code/utils/test_utils.py:123-171`,
+`code/test.py:100-148`, `code/data/vos.py:138-156`,
+`code/utils/__init__.py:349-362`): the video is front-padded with `context`
+copies of frame 0 carrying the ground-truth labels. For target frame t >= 1
+the keys are frame 0 with its labels (never radius-restricted) plus the
+`context` frames before t in the padded video (copies of frame 0 while
+t < context) with their soft predictions, radius-restricted: a key cell is
+admissible iff its Euclidean distance to the query cell, in feature cells, is
+< radius (strict). One top-k over all (context + 1) * h * w positions
+jointly; weights softmax(top-k similarities / temperature); the prediction is
+the weighted sum of the keys' soft labels, written back unhardened.
+
+Memory-bounded implementation. The reference materialises every target's
+keys (C * N * (L + 1) * HW floats) and a dense HW x HW radius mask; here
+nothing larger than one group of query blocks is ever formed:
+
+* Query cells are tiled into blocks of `block` x `block` cells. For a block,
+  only the (block + 2R) x (block + 2R) key window around it can hold
+  admissible short-term keys, R = ceil(radius) - 1 (the largest integer
+  offset < radius), clipped to the frame. The memory bank of the `context`
+  preceding frames (a ring buffer, initialised with copies of frame 0, as
+  features and soft labels) is stored spatially padded by R with zeros, so
+  each window is one `dynamic_slice`; window keys outside the strict radius
+  or outside the frame get -1e10, as the reference's additive mask.
+* Frame 0 is a dense key set (all HW cells, no radius) for each block.
+* Per block: one matmul against frame 0, one against the `context` windows,
+  one `top_k` over the concatenation [HW frame-0 keys, context * window
+  keys], softmax, weighted sum of the gathered soft labels.
+* Blocks are processed `query_chunk // block**2` at a time (`lax.map` with
+  `batch_size`), frames by `lax.scan`. Peak memory is O(context * HW * C) for
+  the bank plus O(query_chunk * (HW + context * (block + 2R)**2)) for the
+  similarities, independent of T.
+
+Ties: candidates are ordered [frame 0, ring slots] rather than the
+reference's [frame 0, oldest ... newest], so exactly equal similarities may
+be broken differently. Exact ties arise from the copies of frame 0 (which
+carry identical labels, so the choice does not matter); for other keys a
+different choice needs two similarities equal to float precision at the
+top-k boundary, and changes the result by at most their (equal) weight
+times their label difference. With the reference's float32 arithmetic
+(masked entries: sim - 1e10 == -1e10 exactly) outputs agree to ~1e-6.
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+_MASKED = -1e10  # Additive mask of the reference (`code/test.py:109-112`).
 
 
-def _radius_bias(h: int, w: int, radius: float) -> jax.Array:
-  """float [h*w, h*w]: 0 where cells are < radius apart, -1e10 elsewhere."""
-  ys, xs = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij")
-  cells = jnp.stack([ys.ravel(), xs.ravel()], -1).astype(jnp.float32)
-  dist = jnp.sqrt(jnp.sum((cells[:, None] - cells[None]) ** 2, -1))
-  return jnp.where(dist < radius, 0.0, -1e10)
+def _half_window(radius: float, size: int) -> int:
+  """Largest integer offset d with |d| < radius, clipped to size - 1."""
+  return min(max(int(math.ceil(radius)) - 1, 0), size - 1)
 
 
-@functools.partial(jax.jit, static_argnames=("topk", "radius", "context",
-                                             "temperature", "query_chunk"))
+def _window_mask(bh: int, bw: int, ry: int, rx: int,
+                 radius: float) -> np.ndarray:
+  """bool [bh*bw, (bh+2ry)*(bw+2rx)]: key window cell within radius.
+
+  Distance as `MaskedAttention.make` (`code/utils/__init__.py:349-362`):
+  float32 sqrt of the squared cell offset, strictly < radius.
+  """
+  qy, qx = np.meshgrid(np.arange(bh), np.arange(bw), indexing="ij")
+  ky, kx = np.meshgrid(np.arange(bh + 2 * ry) - ry,
+                       np.arange(bw + 2 * rx) - rx, indexing="ij")
+  d2 = ((ky.ravel()[None] - qy.ravel()[:, None]) ** 2 +
+        (kx.ravel()[None] - qx.ravel()[:, None]) ** 2)
+  return np.sqrt(d2.astype(np.float32)) < np.float32(radius)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "topk", "radius", "context", "temperature", "query_chunk", "block"))
 def propagate(feats: jax.Array, labels0: jax.Array, *, topk: int,
               radius: float, context: int, temperature: float,
-              query_chunk: int = 1024) -> jax.Array:
+              query_chunk: int = 1024, block: int = 8) -> jax.Array:
   """Propagates frame 0's labels through a video.
 
   Args:
     feats: float [T, h, w, C], one L2-normalised vector per cell.
     labels0: float [h, w, K], frame 0's labels at feature resolution.
     topk: neighbours per query cell.
-    radius: spatial radius in feature cells for the preceding frames.
+    radius: spatial radius in feature cells for the preceding frames (keys at
+      distance < radius; <= 0: frame 0 only).
     context: number of preceding frames used as keys.
     temperature: softmax temperature.
-    query_chunk: query cells per affinity block (bounds peak memory).
+    query_chunk: query cells per step (rounded to whole blocks); bounds the
+      similarity buffers to about query_chunk * (h*w + context *
+      (block + 2R)**2) floats.
+    block: query block side in cells.
 
   Returns:
     float [T, h, w, K] soft labels; index 0 is `labels0`.
   """
   t_len, h, w, c = feats.shape
   n, k_cls = h * w, labels0.shape[-1]
-  flat = feats.reshape(t_len, n, c)
-  y0 = labels0.reshape(n, k_cls).astype(feats.dtype)
-  bias = _radius_bias(h, w, radius)
-  pad = (-n) % query_chunk
-  chunks = (n + pad) // query_chunk
+  dtype = feats.dtype
+  f0 = feats[0].reshape(n, c)
+  y0 = labels0.reshape(n, k_cls).astype(dtype)
+  use_short = radius > 0 and context > 0
 
-  def predict(queries, keys, key_labels):
-    # queries [n, c]; keys [(L+1) n, c] (frame 0 first); labels likewise.
-    qs = jnp.pad(queries, ((0, pad), (0, 0))).reshape(chunks, query_chunk, c)
-    bs = jnp.pad(bias, ((0, pad), (0, 0))).reshape(chunks, query_chunk, n)
+  bh, bw = min(block, h), min(block, w)
+  nby, nbx = -(-h // bh), -(-w // bw)
+  ry, rx = (_half_window(radius, h), _half_window(radius, w)) if use_short \
+      else (0, 0)
+  wy, wx = bh + 2 * ry, bw + 2 * rx
+  hp, wp = nby * bh + 2 * ry, nbx * bw + 2 * rx  # Padded bank size.
+  nq, nwin = bh * bw, wy * wx
+  n_cand = n + (context * nwin if use_short else 0)
+  n_extra = max(topk - n_cand, 0)  # Candidates beyond every key: -inf.
+  win_mask = jnp.asarray(_window_mask(bh, bw, ry, rx, radius))
+  blocks = jnp.stack(jnp.meshgrid(jnp.arange(nby), jnp.arange(nbx),
+                                  indexing="ij"), -1).reshape(-1, 2)
+  per_step = max(1, query_chunk // nq)
 
-    def one_chunk(args):
-      q, b = args
-      sim = q @ keys.T  # [chunk, (L+1) n]
-      short = sim[:, n:].reshape(-1, context, n) + b[:, None, :]
-      sim = jnp.concatenate([sim[:, :n], short.reshape(q.shape[0], -1)], 1)
-      top, idx = jax.lax.top_k(sim / temperature, topk)
+  def pad_frame(x):
+    """[h, w, D] -> [hp, wp, D], the frame at (ry, rx), zeros around."""
+    return jnp.pad(x, ((ry, hp - ry - h), (rx, wp - rx - w), (0, 0)))
+
+  def predict(query, mem_feats, mem_labels):
+    """query [hp, wp, C]; bank [L, hp, wp, C|K] -> pred [h, w, K]."""
+
+    def one_block(yx):
+      oy, ox = yx[0] * bh, yx[1] * bw  # Window origin in padded coords.
+      q = jax.lax.dynamic_slice(query, (oy + ry, ox + rx, 0),
+                                (bh, bw, c)).reshape(nq, c)
+      sims = [q @ f0.T]  # [nq, n]
+      labs = [y0]
+      if use_short:
+        keys = jax.lax.dynamic_slice(mem_feats, (0, oy, ox, 0),
+                                     (context, wy, wx, c))
+        klab = jax.lax.dynamic_slice(mem_labels, (0, oy, ox, 0),
+                                     (context, wy, wx, k_cls))
+        s = jnp.einsum("qc,lkc->qlk", q, keys.reshape(context, nwin, c))
+        gy = oy - ry + jnp.arange(wy)
+        gx = ox - rx + jnp.arange(wx)
+        inside = (((gy >= 0) & (gy < h))[:, None] &
+                  ((gx >= 0) & (gx < w))[None]).ravel()
+        ok = win_mask & inside[None]  # [nq, nwin]
+        s = jnp.where(ok[:, None, :], s, jnp.asarray(_MASKED, s.dtype))
+        sims.append(s.reshape(nq, context * nwin))
+        labs.append(klab.reshape(context * nwin, k_cls))
+      if n_extra:
+        sims.append(jnp.full((nq, n_extra), -jnp.inf, dtype))
+        labs.append(jnp.zeros((n_extra, k_cls), dtype))
+      sim = jnp.concatenate(sims, 1) / temperature
+      top, idx = jax.lax.top_k(sim, topk)
       weights = jax.nn.softmax(top, axis=-1)
-      return jnp.einsum("qk,qkc->qc", weights, key_labels[idx])
+      cand = jnp.concatenate(labs, 0)
+      return jnp.einsum("qk,qkc->qc", weights, cand[idx])  # [nq, K]
 
-    out = jax.lax.map(one_chunk, (qs, bs))
-    return out.reshape(-1, k_cls)[:n]
+    out = jax.lax.map(one_block, blocks, batch_size=per_step)
+    out = out.reshape(nby, nbx, bh, bw, k_cls).transpose(0, 2, 1, 3, 4)
+    return out.reshape(nby * bh, nbx * bw, k_cls)[:h, :w]
 
-  def step(carry, query):
-    mem_feats, mem_labels = carry  # [L, n, c], [L, n, K], oldest first
-    keys = jnp.concatenate([flat[0][None], mem_feats]).reshape(-1, c)
-    labels = jnp.concatenate([y0[None], mem_labels]).reshape(-1, k_cls)
-    pred = predict(query, keys, labels)
-    carry = (jnp.concatenate([mem_feats[1:], query[None]]),
-             jnp.concatenate([mem_labels[1:], pred[None]]))
-    return carry, pred
+  def step(carry, t):
+    mem_feats, mem_labels = carry
+    frame = jax.lax.dynamic_index_in_dim(feats, t, keepdims=False)
+    query = pad_frame(frame)
+    pred = predict(query, mem_feats, mem_labels)
+    if use_short:
+      slot = (t - 1) % context  # The oldest slot.
+      mem_feats = jax.lax.dynamic_update_index_in_dim(
+          mem_feats, query, slot, 0)
+      mem_labels = jax.lax.dynamic_update_index_in_dim(
+          mem_labels, pad_frame(pred), slot, 0)
+    return (mem_feats, mem_labels), pred
 
-  init = (jnp.broadcast_to(flat[0], (context, n, c)),
-          jnp.broadcast_to(y0, (context, n, k_cls)))
-  _, preds = jax.lax.scan(step, init, flat[1:])
-  out = jnp.concatenate([y0[None], preds])
-  return out.reshape(t_len, h, w, k_cls)
+  if use_short:
+    init = (jnp.broadcast_to(pad_frame(feats[0]), (context, hp, wp, c)),
+            jnp.broadcast_to(pad_frame(y0.reshape(h, w, k_cls)),
+                             (context, hp, wp, k_cls)))
+  else:
+    init = (jnp.zeros((), dtype), jnp.zeros((), dtype))
+  # Frames are read by index: no [T-1, h, w, C] copy as scan inputs.
+  _, preds = jax.lax.scan(step, init, jnp.arange(1, t_len))
+  return jnp.concatenate([y0.reshape(1, h, w, k_cls), preds])

@@ -28,7 +28,7 @@ def build_model(config: ml_collections.ConfigDict) -> fine_grained.FineGrainedNe
   m = config.model
   return fine_grained.FineGrainedNet(
       arch=m.arch, width=m.width, strides=tuple(m.strides),
-      padding_mode=m.padding_mode,
+      padding_mode=m.padding_mode, zero_init_last_bn=m.zero_init_last_bn,
       projection_hidden_dim=m.projection_hidden_dim,
       prediction_hidden_dim=m.prediction_hidden_dim,
       projection_dim=m.projection_dim)

@@ -21,12 +21,14 @@ class FineGrainedNet(nn.Module):
     width: ResNet base width (64 in the paper).
     strides: per-stage strides ((1, 2, 1, 1): output stride 8).
     padding_mode: conv padding of the encoder.
+    zero_init_last_bn: zero gamma on each block's last BN (SFC's init).
     projection_hidden_dim, projection_dim: projector and predictor sizes.
   """
   arch: str = "resnet18"
   width: int = 64
   strides: Sequence[int] = (1, 2, 1, 1)
   padding_mode: str = "zeros"
+  zero_init_last_bn: bool = True
   projection_hidden_dim: int = 2048
   prediction_hidden_dim: int = 2048
   projection_dim: int = 256
@@ -34,7 +36,8 @@ class FineGrainedNet(nn.Module):
   def setup(self):
     self.encoder = resnet.make_resnet(
         self.arch, width=self.width, strides=tuple(self.strides),
-        padding_mode=self.padding_mode)
+        padding_mode=self.padding_mode,
+        zero_init_last_bn=self.zero_init_last_bn)
     self.projector = heads.ProjectionHead(self.projection_hidden_dim,
                                           self.projection_dim)
     self.predictor = heads.ProjectionHead(self.prediction_hidden_dim,

@@ -7,12 +7,35 @@ indices t..t+L-1 (`code/utils/test_utils.py:123-138`), additive -1e10
 outside the radius on short-term keys only (`:154`, `code/utils/__init__.py:
 349-362`), joint top-k of (k . q + mask) / tau, softmax, weighted sum of
 soft labels written back (`code/test.py:100-148`).
+
+`propagation_fixture.npz` holds the reference's own outputs on real DAVIS
+frames. Made by a script outside the repo from ajabri/videowalk@047f3f4
+(`git archive HEAD code`): its `context_index_bank`,
+`mem_efficient_batched_affinity` (`code/utils/test_utils.py:123-171`) and
+`MaskedAttention` (`code/utils/__init__.py:327-362`), imported with stubs
+for unused imports and driven by the loop of `code/test.py:100-148`
+(`benchmarks/propagation.py: load_reference, reference_propagate`), on CPU,
+torch float32. Inputs: DAVIS-2016 `blackswan` frames 00000-00009 (480p),
+cv2 INTER_AREA to 320x192, ImageNet-normalised, features = a fixed random
+8x8x3 -> 32 patch embedding (numpy default_rng(0) normal / sqrt(192), a
+stride-8 conv), L2-normalised, stored float16 (`feats` [10, 24, 40, 32];
+both sides use the float16 values as float32). Labels: `00000.png` > 127,
+nearest-resized to 320x192, `corrjax.evals.labels.downsample_labels(., 2)`
+(`labels0` [24, 40, 2]). Outputs (float32 [10, 24, 40, 2]): `r12_c20` topk
+10, radius 12, videoLen 20, temperature 0.05 (the DAVIS command); `r5_c4`
+topk 10, radius 5, videoLen 4, temperature 0.05.
 """
+
+import os
 
 import numpy as np
 import pytest
 
 from corrjax.evals import label_propagation
+
+
+_FIXTURE = os.path.join(os.path.dirname(__file__), "testdata",
+                        "propagation_fixture.npz")
 
 
 def _reference_numpy(feats, labels0, topk, radius, context, temperature):
@@ -53,18 +76,53 @@ def _random_inputs(seed, t=6, h=5, w=7, c=8, k=3):
   return feats, np.eye(k, dtype=np.float32)[ids]
 
 
-@pytest.mark.parametrize("topk,radius,context,temperature,chunk", [
-    (5, 2.0, 3, 0.05, 1024), (10, 12.0, 4, 0.07, 8), (3, 1.0, 2, 0.1, 16),
-    (4, 0.0, 3, 0.05, 1024)])
+@pytest.mark.parametrize("topk,radius,context,temperature,chunk,block", [
+    (5, 2.0, 3, 0.05, 1024, 8), (10, 12.0, 4, 0.07, 8, 8),
+    (3, 1.0, 2, 0.1, 16, 8), (4, 0.0, 3, 0.05, 1024, 8),
+    # Blocks not dividing the 5x7 frame, several blocks per step or one.
+    (5, 2.0, 3, 0.05, 8, 2), (6, 2.5, 3, 0.05, 1, 3),
+    (4, 3.0, 2, 0.05, 9, 3),
+    # Radius beyond the frame: the window is clipped to the frame.
+    (7, 30.0, 3, 0.05, 4, 2),
+    # Fractional radius below 1: only the same cell.
+    (3, 0.5, 2, 0.05, 1024, 4),
+    # topk above h*w with radius 0: masked keys get weight 0 on both sides.
+    (40, 0.0, 2, 0.05, 1024, 8)])
 def test_matches_the_reference_loop(topk, radius, context, temperature,
-                                    chunk):
+                                    chunk, block):
   feats, labels0 = _random_inputs(topk)
   expected = _reference_numpy(feats, labels0, topk, radius, context,
                               temperature)
   ours = label_propagation.propagate(
       feats, labels0, topk=topk, radius=radius, context=context,
-      temperature=temperature, query_chunk=chunk)
+      temperature=temperature, query_chunk=chunk, block=block)
   np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_long_video_ring_buffer_wraps():
+  # T > context + 1: the ring buffer overwrites its slots several times.
+  feats, labels0 = _random_inputs(3, t=11, h=6, w=9)
+  expected = _reference_numpy(feats, labels0, 4, 3.0, 3, 0.05)
+  ours = label_propagation.propagate(
+      feats, labels0, topk=4, radius=3.0, context=3, temperature=0.05,
+      query_chunk=8, block=4)
+  np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("case,topk,radius,context", [
+    ("r12_c20", 10, 12.0, 20), ("r5_c4", 10, 5.0, 4)])
+def test_matches_videowalk_outputs_on_davis(case, topk, radius, context):
+  data = np.load(_FIXTURE)
+  feats = data["feats"].astype(np.float32)
+  ours = np.asarray(label_propagation.propagate(
+      feats, data["labels0"], topk=topk, radius=radius, context=context,
+      temperature=0.05))
+  assert ours.shape == data[case].shape
+  np.testing.assert_allclose(ours, data[case], atol=1e-4)
+  # The numpy transcription agrees too.
+  expected = _reference_numpy(feats, data["labels0"], topk, radius, context,
+                              0.05)
+  np.testing.assert_allclose(expected, data[case], atol=1e-4)
 
 
 def test_radius_zero_uses_only_frame_zero():
