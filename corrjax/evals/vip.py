@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from corrjax.evals import labels
+
 NUM_CLASSES = 20
 
 
@@ -70,13 +72,6 @@ def _pil_nearest_index(src: int, dst: int) -> np.ndarray:
   return np.clip(np.add.accumulate(steps).astype(np.int64), 0, src - 1)
 
 
-def _cv2_nearest_index(src: int, dst: int) -> np.ndarray:
-  """OpenCV INTER_NEAREST: floor(i * (1 / (dst / src))), clamped."""
-  inv = 1.0 / (dst / src)
-  idx = np.floor(np.arange(dst) * inv).astype(np.int64)
-  return np.minimum(idx, src - 1)
-
-
 def resize_nearest_like_reference(pred: np.ndarray, h: int, w: int,
                                   backend: str = "pil") -> np.ndarray:
   """Nearest-neighbour resize of [H, W, ...] to [h, w, ...].
@@ -87,15 +82,14 @@ def resize_nearest_like_reference(pred: np.ndarray, h: int, w: int,
   `convert_davis.py`. The two differ by up to one source pixel.
   """
   pred = np.asarray(pred)
-  if backend == "pil":
-    index = _pil_nearest_index
-  elif backend == "cv2":
-    index = _cv2_nearest_index
-  else:
+  if backend not in ("pil", "cv2"):
     raise ValueError(f"backend must be 'pil' or 'cv2', got {backend!r}")
   if pred.shape[:2] == (h, w):
     return pred.copy()
-  return pred[index(pred.shape[0], h)][:, index(pred.shape[1], w)]
+  if backend == "cv2":
+    return labels.resize_nearest(pred, h, w)
+  return pred[_pil_nearest_index(pred.shape[0], h)][
+      :, _pil_nearest_index(pred.shape[1], w)]
 
 
 def _sorted_files(folder: str, ext: str) -> list[str]:
