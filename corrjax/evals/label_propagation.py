@@ -77,7 +77,7 @@ def _window_mask(bh: int, bw: int, ry: int, rx: int,
     "topk", "radius", "context", "temperature", "query_chunk", "block"))
 def propagate(feats: jax.Array, labels0: jax.Array, *, topk: int,
               radius: float, context: int, temperature: float,
-              query_chunk: int = 1024, block: int = 8) -> jax.Array:
+              query_chunk: int = 256, block: int = 8) -> jax.Array:
   """Propagates frame 0's labels through a video.
 
   Args:
