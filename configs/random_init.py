@@ -11,14 +11,17 @@ CRW reports about 0.325 J&F on DAVIS-17 val for random init.
   python -m corrjax.main --config=configs/random_init.py:jhmdb \
       --config.eval.root=$CORRJAX_DATA/jhmdb_sample
 
-Arguments: davis, jhmdb, width=<int> (default 64).
+  # VIP human parts (mIoU): --config=configs/random_init.py:vip
+  #     --config.eval.root=<VIP_Fine>
+
+Arguments: davis, jhmdb, vip, width=<int> (default 64).
 """
 
 from corrjax import config_defaults as cd
 
 
 def get_config(arg=None):
-  arg = cd.parse_arg(arg, davis=False, jhmdb=False, width=64)
+  arg = cd.parse_arg(arg, davis=False, jhmdb=False, vip=False, width=64)
   c = cd.base(total_steps=0)
   c.model = cd.fine_grained_model("resnet18", width=arg.width)
   c.model.zero_init_last_bn = False
@@ -29,6 +32,8 @@ def get_config(arg=None):
   c.data = cd.two_view_data(source="synthetic")  # Unused: no training.
   if arg.jhmdb:
     c.eval = cd.pose_eval()
+  elif arg.vip:
+    c.eval = cd.parsing_eval()
   elif arg.davis:
     c.eval = cd.vos_eval(source="davis")
   else:

@@ -113,6 +113,17 @@ def pose_eval(**overrides) -> mlc.ConfigDict:
   return c
 
 
+def parsing_eval(**overrides) -> mlc.ConfigDict:
+  """Part propagation on VIP, mIoU (context 4, cropSize 560; videowalk #10).
+
+  `root` holds Images/ and Annotations/Category_ids/.
+  """
+  c = vos_eval(source="vip", topk=10, radius=12.0, context=4,
+               temperature=0.05, crop_size=560)
+  c.update(overrides)
+  return c
+
+
 def base(**overrides) -> mlc.ConfigDict:
   c = mlc.ConfigDict(dict(
       method="fine_grained",

@@ -13,6 +13,7 @@ from corrjax.data import synthetic
 from corrjax.evals import davis_data
 from corrjax.evals import davis_results
 from corrjax.evals import features
+from corrjax.evals import parsing
 from corrjax.evals import pose
 from corrjax.evals import tfds_davis
 from corrjax.evals import vos
@@ -39,12 +40,15 @@ def eval_videos(config: ml_collections.ConfigDict) -> list[vos.Video]:
     return tfds_davis.load_videos(split=e.split, config="480p",
                                   data_dir=e.root or None,
                                   max_videos=e.max_videos or None)
+  elif e.source == "vip":
+    return parsing.read_videos(e.root or config.data.root, e.max_videos)
   elif e.source == "jhmdb":
     return pose.read_videos(e.root or config.data.root, e.split_file,
                             e.max_videos)
   else:
     raise ValueError(f"Unknown eval.source {e.source!r}; expected "
-                     "'synthetic', 'davis', 'tfds_davis', 'jhmdb' or 'none'.")
+                     "'synthetic', 'davis', 'tfds_davis', 'jhmdb', 'vip' or "
+                     "'none'.")
   return videos[:e.max_videos] if e.max_videos else videos
 
 
@@ -58,7 +62,7 @@ def format_table(rows: dict[str, dict]) -> str:
 
 
 def format_pck_table(rows: dict[str, dict]) -> str:
-  """Rows of {'PCK@0.1': ..., ...} as an aligned text table."""
+  """Rows of {column: value} (PCK@alpha, mIoU) as an aligned text table."""
   columns = list(next(iter(rows.values())))
   lines = [f"{'':<16}" + "".join(f"{c:>10}" for c in columns)]
   for name, r in rows.items():
@@ -79,6 +83,11 @@ def evaluate_variables(config, variables, videos, out_dir, log=print):
     return pose.evaluate(videos, feature_fn, topk=e.topk, radius=e.radius,
                          context=e.context, temperature=e.temperature,
                          crop_size=e.crop_size, sigma=e.sigma, log=log)
+  if e.source == "vip":
+    return parsing.evaluate(videos, feature_fn, topk=e.topk,
+                            radius=e.radius, context=e.context,
+                            temperature=e.temperature, crop_size=e.crop_size,
+                            log=log)
   return vos.evaluate(videos, feature_fn, topk=e.topk, radius=e.radius,
                       context=e.context, temperature=e.temperature,
                       crop_size=e.crop_size, out_dir=out_dir if e.write_pngs else None,
@@ -123,6 +132,9 @@ def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
     summary = {name: {f"PCK@{a}": v for a, v in r["pck"].items()}
                for name, r in results.items()}
     log(format_pck_table(summary))
+  elif config.eval.source == "vip":
+    summary = {name: {"mIoU": r["mIoU"]} for name, r in results.items()}
+    log(format_pck_table(summary))
   else:
     summary = {name: r["global"] for name, r in results.items()}
     log(format_table(summary))
@@ -131,5 +143,7 @@ def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "results.json"), "w") as f:
     json.dump(summary, f, indent=2)
-  log(f"predictions, overlays and results.json in {out_dir}")
+  written = ("results.json" if config.eval.source in ("jhmdb", "vip") else
+             "predictions, overlays, CSVs and results.json")
+  log(f"{written} in {out_dir}")
   return results

@@ -31,7 +31,8 @@ class Video:
 def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
                   *, topk: int, radius: float, context: int,
                   temperature: float, crop_size: int = -1,
-                  stride: int = 8) -> np.ndarray:
+                  resize_back: Callable[[np.ndarray, int, int], np.ndarray] =
+                  labels_lib.resize_nearest, stride: int = 8) -> np.ndarray:
   """Propagates frame 0's mask through the video.
 
   Args:
@@ -73,7 +74,7 @@ def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
       temperature=temperature))
   preds = [labels_lib.upsample_argmax(s, *size) for s in soft[1:]]
   if crop_size > 0:
-    preds = [labels_lib.resize_nearest(p, height, width) for p in preds]
+    preds = [resize_back(p, height, width) for p in preds]
   return np.stack([video.masks[0].astype(np.int32)] + preds)
 
 
