@@ -42,12 +42,13 @@ def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
   return parsed
 
 
-def fine_grained_model(arch: str = "resnet18", width: int = 64) -> mlc.ConfigDict:
+def fine_grained_model(arch: str = "resnet18",
+                       width: int = 64) -> mlc.ConfigDict:
   """SFC's FC net: res3/res4 stride 1 (stride 8), 2048 -> 256 heads."""
   return mlc.ConfigDict(dict(
       arch=arch, width=width, strides=(1, 2, 1, 1), padding_mode="zeros",
-      zero_init_last_bn=True, projection_hidden_dim=2048, prediction_hidden_dim=2048,
-      projection_dim=256))
+      zero_init_last_bn=True, projection_hidden_dim=2048,
+      prediction_hidden_dim=2048, projection_dim=256))
 
 
 def synthetic_videos(seed: int, num_videos: int, num_frames: int,

@@ -90,7 +90,8 @@ def evaluate_variables(config, variables, videos, out_dir, log=print):
                             log=log)
   return vos.evaluate(videos, feature_fn, topk=e.topk, radius=e.radius,
                       context=e.context, temperature=e.temperature,
-                      crop_size=e.crop_size, out_dir=out_dir if e.write_pngs else None,
+                      crop_size=e.crop_size,
+                      out_dir=out_dir if e.write_pngs else None,
                       overlay_frames=e.overlay_frames, log=log)
 
 

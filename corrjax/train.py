@@ -78,12 +78,17 @@ def abstract_state(config, mesh, model=None, tx=None):
       abstract, state_sh)
 
 
+def _initial_state(config, model, tx, state_sh):
+  """The state of step 0, built directly with the shardings `state_sh`."""
+  init = jax.jit(_init_fn(config, model, tx), out_shardings=state_sh)
+  return init(jax.random.key(config.seed))
+
+
 def create_state(config, mesh, model, tx):
   """Initial state built directly with its shardings, and those shardings."""
   abstract = abstract_state(config, mesh, model, tx)
   state_sh = jax.tree_util.tree_map(lambda a: a.sharding, abstract)
-  init = jax.jit(_init_fn(config, model, tx), out_shardings=state_sh)
-  return init(jax.random.key(config.seed)), state_sh
+  return _initial_state(config, model, tx, state_sh), state_sh
 
 
 def make_train_step(config, mesh, model, tx, schedule, state_sh):
@@ -157,14 +162,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   method = _method(config)
   model = method.build_model(config)
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
-  state, state_sh = create_state(config, mesh, model, tx)
+  abstract = abstract_state(config, mesh, model, tx)
+  state_sh = jax.tree_util.tree_map(lambda a: a.sharding, abstract)
   manager = checkpointing.make_manager(
       workdir, every_steps=config.checkpoint_every_steps,
       keep=config.keep_checkpoints)
-  restored = checkpointing.restore_latest(
-      manager, abstract_state(config, mesh, model, tx))
-  if restored is not None:
-    state = restored
+  state = checkpointing.restore_latest(manager, abstract)
+  if state is None:
+    state = _initial_state(config, model, tx, state_sh)
   start_step = int(jax.device_get(state.step))
   if start_step:
     log(f"resumed from step {start_step}")

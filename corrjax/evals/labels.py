@@ -36,6 +36,14 @@ def resize_bilinear(x: np.ndarray, height: int, width: int) -> np.ndarray:
   return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
 
 
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+  """uint8 [T, H, W, 3] -> float32 [T, h, w, 3] in [0, 1], resized as the
+  reference resizes frames (cv2 INTER_LINEAR on float images, videowalk
+  `code/data/vos.py:38-42`)."""
+  return np.stack([resize_bilinear(f / np.float32(255.0), height, width)
+                   for f in frames])
+
+
 def resize_nearest(x: np.ndarray, height: int, width: int) -> np.ndarray:
   """OpenCV INTER_NEAREST resize of [H, W, ...]: source floor(i / (d / s)).
 

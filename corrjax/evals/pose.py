@@ -68,9 +68,7 @@ def predict_pose(video: PoseVideo,
                      "resizes to a square, e.g. 320).")
   height, width = video.frames.shape[1:3]
   new_h, new_w = jhmdb.resized_size(height, width, crop_size)
-  frames = np.stack([labels_lib.resize_bilinear(f / np.float32(255.0),
-                                                new_h, new_w)
-                     for f in video.frames])
+  frames = labels_lib.resize_frames(video.frames, new_h, new_w)
   grid_h, grid_w = jhmdb.grid_size(new_h, new_w, stride)
   feats = feature_fn(frames)
   if feats.shape[1:3] != (grid_h, grid_w):

@@ -58,9 +58,7 @@ def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
   num_classes = int(video.masks[0].max()) + 1
   frames, first = video.frames, video.masks[0]
   if crop_size > 0:
-    frames = np.stack([labels_lib.resize_bilinear(f / np.float32(255.0),
-                                                  crop_size, crop_size)
-                       for f in frames])
+    frames = labels_lib.resize_frames(frames, crop_size, crop_size)
     first = labels_lib.resize_nearest(first, crop_size, crop_size)
   size = frames.shape[1:3]
   feats = feature_fn(frames)

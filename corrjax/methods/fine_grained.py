@@ -24,7 +24,8 @@ from corrjax.models import fine_grained
 TARGET_KEYS = ("encoder", "projector")
 
 
-def build_model(config: ml_collections.ConfigDict) -> fine_grained.FineGrainedNet:
+def build_model(
+    config: ml_collections.ConfigDict) -> fine_grained.FineGrainedNet:
   m = config.model
   return fine_grained.FineGrainedNet(
       arch=m.arch, width=m.width, strides=tuple(m.strides),

@@ -210,7 +210,8 @@ STAGE_SIZES = {
 def make_resnet(arch: str, **kwargs) -> ResNet:
   """Builds `arch` in {'resnet18', 'resnet34', 'resnet50'} with `kwargs`."""
   if arch not in STAGE_SIZES:
-    raise ValueError(f"Unknown arch {arch!r}; choose from {sorted(STAGE_SIZES)}.")
+    raise ValueError(f"Unknown arch {arch!r}; choose from "
+                     f"{sorted(STAGE_SIZES)}.")
   stage_sizes, block_cls = STAGE_SIZES[arch]
   return ResNet(stage_sizes=stage_sizes, block_cls=block_cls, **kwargs)
 
