@@ -89,7 +89,8 @@ def vos_eval(**overrides) -> mlc.ConfigDict:
                                  size=128),
       # CRW's DAVIS protocol (videowalk README): native 480p.
       topk=10, radius=12.0, context=20, temperature=0.05, crop_size=-1,
-      num_stages=3,  # layer3 output, stride 8.
+      num_stages=3,  # layer3 output,
+      strides=(1, 2, 1, 1),  # at stride 8 (SFC `modify`, VW `test.py`).
       normalization="imagenet",
       batch_size=8,
       random_init_baseline=False,  # Also score the untrained network.

@@ -73,10 +73,9 @@ def format_pck_table(rows: dict[str, dict]) -> str:
 def evaluate_variables(config, variables, videos, out_dir, log=print):
   """Scores one network's ResNet `variables` on `videos`."""
   e = config.eval
-  m = config.model
+  spec = methods.get(config.method).encoder_spec(config)
   feature_fn = features.make_feature_fn(
-      arch=m.arch, width=m.width, strides=m.strides,
-      padding_mode=m.padding_mode, variables=variables,
+      **spec, strides=e.strides, variables=variables,
       num_stages=e.num_stages, normalization_name=e.normalization,
       batch_size=e.batch_size)
   if e.source == "jhmdb":
@@ -124,7 +123,7 @@ def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
     model = method.build_model(config)
     init = method.init_state(
         jax.random.key(config.seed), model=model,
-        tx=optax.identity(), image_size=config.data.crop_size)
+        tx=optax.identity(), config=config)
     dirs["random_init"] = os.path.join(workdir, "eval", "random_init")
     results["random_init"] = evaluate_variables(
         config, method.encoder_variables(init), videos,

@@ -25,9 +25,6 @@ import numpy as np
 from corrjax import checkpointing
 from corrjax import evaluation
 from corrjax import sharding
-from corrjax.data import frames as frames_lib
-from corrjax.data import pipeline
-from corrjax.data import synthetic
 from corrjax import methods
 from corrjax import optim
 
@@ -36,27 +33,9 @@ def _method(config):
   return methods.get(config.method)
 
 
-def training_frames(config: ml_collections.ConfigDict):
-  """The frame source named by `config.data`."""
-  data = config.data
-  if data.source == "synthetic":
-    s = data.synthetic
-    videos = synthetic.make_videos(
-        s.seed, num_videos=s.num_videos, num_frames=s.num_frames,
-        height=s.height, width=s.width, max_objects=s.max_objects)
-    return frames_lib.ArrayFrames(np.concatenate([v.frames for v in videos]))
-  if data.source == "folder":
-    if not data.root:
-      raise ValueError("config.data.root is empty: point it at a folder of "
-                       "frames, e.g. --config.data.root=/data/JPEGImages.")
-    return frames_lib.ImageFolderFrames(data.root, data.pattern)
-  raise ValueError(f"Unknown data.source {data.source!r}; expected "
-                   "'synthetic' or 'folder'.")
-
-
 def _init_fn(config, model, tx):
   return functools.partial(_method(config).init_state, model=model, tx=tx,
-                           image_size=config.data.crop_size)
+                           config=config)
 
 
 def abstract_state(config, mesh, model=None, tx=None):
@@ -93,12 +72,8 @@ def create_state(config, mesh, model, tx):
 
 def make_train_step(config, mesh, model, tx, schedule, state_sh):
   """The jitted, sharded `train_step` of the config's method."""
-  method = _method(config)
-  step = functools.partial(
-      method.train_step, model=model, tx=tx, schedule=schedule,
-      total_steps=config.total_steps,
-      base_momentum=config.ema.base_momentum, radius=config.loss.radius,
-      normalization_name=config.data.normalization)
+  step = _method(config).bind_train_step(config, model=model, tx=tx,
+                                         schedule=schedule)
   return jax.jit(step, in_shardings=(state_sh, sharding.batch_sharding(mesh)),
                  out_shardings=(state_sh, sharding.replicated(mesh)),
                  donate_argnums=0)
@@ -157,6 +132,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     The final TrainState.
   """
   os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:  # Lets pretrained.load_encoder read the run.
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   sharding.check_batch_size(config.data.batch_size, mesh)
   method = _method(config)
@@ -179,13 +157,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     manager.close()
     return state
 
-  frames = training_frames(config)
-  log(f"training frames: {len(frames)}; mesh {dict(mesh.shape)}; "
-      f"global batch {config.data.batch_size}")
+  batches, source = method.make_batches(config, start_step=start_step)
+  log(f"mesh {dict(mesh.shape)}; global batch {config.data.batch_size}")
   p_train_step = make_train_step(config, mesh, model, tx, schedule, state_sh)
-  batches, crops = pipeline.two_view_batches(
-      frames, config.data, global_batch_size=config.data.batch_size,
-      start_step=start_step, total_steps=config.total_steps, seed=config.seed)
   batch_sh = sharding.batch_sharding(mesh)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
@@ -211,7 +185,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         _check_finite(means, step)
         now = time.time()
         rate = (step - window_step) / max(now - window_start, 1e-9)
-        means["skipped_frames"] = len(crops.bad_frames)
+        means["skipped_frames"] = len(source.bad_frames)
         writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
         eta = (config.total_steps - step) / max(rate, 1e-9)
         log(f"step {step}/{config.total_steps} | loss {means['loss']:.4f} | "
@@ -236,8 +210,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   manager.close()
   writer.flush()
   writer.close()
-  if crops.bad_frames:
-    log(f"warning: skipped {len(crops.bad_frames)} unreadable frames")
+  if source.bad_frames:
+    log(f"warning: skipped {len(source.bad_frames)} unreadable frames")
   return state
 
 

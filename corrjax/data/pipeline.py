@@ -21,6 +21,8 @@ import ml_collections
 import numpy as np
 
 from corrjax.data import augment
+from corrjax.data import frames as frames_lib
+from corrjax.data import synthetic
 
 _MAX_BAD_FRAMES_PER_EXAMPLE = 100
 
@@ -103,3 +105,20 @@ def two_view_batches(frames, config: ml_collections.ConfigDict, *,
   options = grain.ReadOptions(num_threads=config.num_threads,
                               prefetch_buffer_size=config.prefetch)
   return iter(dataset.to_iter_dataset(options)), crops
+
+
+def training_frames(data: ml_collections.ConfigDict):
+  """The frame source named by a data config (`config.data`)."""
+  if data.source == "synthetic":
+    s = data.synthetic
+    videos = synthetic.make_videos(
+        s.seed, num_videos=s.num_videos, num_frames=s.num_frames,
+        height=s.height, width=s.width, max_objects=s.max_objects)
+    return frames_lib.ArrayFrames(np.concatenate([v.frames for v in videos]))
+  if data.source == "folder":
+    if not data.root:
+      raise ValueError("config.data.root is empty: point it at a folder of "
+                       "frames, e.g. --config.data.root=/data/JPEGImages.")
+    return frames_lib.ImageFolderFrames(data.root, data.pattern)
+  raise ValueError(f"Unknown data.source {data.source!r}; expected "
+                   "'synthetic' or 'folder'.")

@@ -1,8 +1,15 @@
 """Training methods: each builds its model, initial state and train step.
 
-A method module provides `build_model(config)`, `init_state(rng, *, model,
-tx, image_size)`, `train_step(state, batch, *, ...)` and
-`encoder_variables(state)`.
+A method module provides:
+  build_model(config) -> flax module;
+  init_state(rng, *, model, tx, config) -> TrainState (pure, jit-able);
+  bind_train_step(config, *, model, tx, schedule) -> step(state, batch)
+    -> (state, metrics), pure, jitted with shardings by train.py;
+  make_batches(config, *, start_step) -> (iterator of this host's numpy
+    batch dicts for steps start_step+1.., source with a `bad_frames` set);
+  encoder_spec(config) -> dict(arch, width, padding_mode) of the ResNet
+    trunk used for label propagation;
+  encoder_variables(state) -> {"params", "batch_stats"} of that trunk.
 """
 
 from corrjax.methods import fine_grained

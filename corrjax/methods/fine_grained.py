@@ -9,6 +9,7 @@ BN running statistics update; they are not averaged), then the symmetric loss.
 """
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ import optax
 from corrjax import optim
 from corrjax import train_state as train_state_lib
 from corrjax.data import normalization
+from corrjax.data import pipeline
 from corrjax.losses import dense_byol
 from corrjax.models import fine_grained
 
@@ -37,10 +39,12 @@ def build_model(
 
 def init_state(rng: jax.Array, *, model: fine_grained.FineGrainedNet,
                tx: optax.GradientTransformation,
-               image_size: int) -> train_state_lib.TrainState:
+               config: ml_collections.ConfigDict
+               ) -> train_state_lib.TrainState:
   """Online weights from `rng`; the target starts as an exact copy."""
   init_rng, state_rng = jax.random.split(rng)
-  variables = model.init(init_rng, jnp.zeros((1, image_size, image_size, 3)),
+  size = config.data.crop_size
+  variables = model.init(init_rng, jnp.zeros((1, size, size, 3)),
                          train=False)
   params, batch_stats = variables["params"], variables["batch_stats"]
   return train_state_lib.TrainState(
@@ -115,6 +119,38 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
              "grad_norm": optax.tree.norm(grads),
              "param_norm": optax.tree.norm(params)}
   return new_state, metrics
+
+
+def bind_train_step(config: ml_collections.ConfigDict, *,
+                    model: fine_grained.FineGrainedNet,
+                    tx: optax.GradientTransformation,
+                    schedule: optax.Schedule):
+  """`train_step` with everything but (state, batch) bound from `config`."""
+  return functools.partial(
+      train_step, model=model, tx=tx, schedule=schedule,
+      total_steps=config.total_steps,
+      base_momentum=config.ema.base_momentum, radius=config.loss.radius,
+      normalization_name=config.data.normalization)
+
+
+def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
+  """This host's two-view batches from `start_step` on, and the crop source.
+
+  Returns:
+    (iterator of numpy batch dicts, source whose `bad_frames` counts the
+    unreadable frames skipped).
+  """
+  frames = pipeline.training_frames(config.data)
+  logging.info("training frames: %d", len(frames))
+  return pipeline.two_view_batches(
+      frames, config.data, global_batch_size=config.data.batch_size,
+      start_step=start_step, total_steps=config.total_steps, seed=config.seed)
+
+
+def encoder_spec(config: ml_collections.ConfigDict) -> dict:
+  """Architecture of the trunk `encoder_variables` returns."""
+  m = config.model
+  return dict(arch=m.arch, width=m.width, padding_mode=m.padding_mode)
 
 
 def encoder_variables(state: train_state_lib.TrainState) -> dict:
