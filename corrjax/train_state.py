@@ -17,6 +17,8 @@ class TrainState(flax.struct.PyTreeNode):
     rng: PRNG key; per-step keys are `fold_in(rng, step)`.
     target_params: EMA target parameters (BYOL-style methods), else None.
     target_batch_stats: target BatchNorm statistics, else None.
+    extra: method-specific arrays (e.g. MoCo's queue of keys and its
+      pointer as {"queue": [K, D], "queue_ptr": int32 []}), else None.
   """
   step: jax.Array
   params: Any
@@ -25,3 +27,4 @@ class TrainState(flax.struct.PyTreeNode):
   rng: jax.Array
   target_params: Any = None
   target_batch_stats: Any = None
+  extra: Any = None
