@@ -24,10 +24,15 @@ nothing larger than one group of query blocks is ever formed:
   features and soft labels) is stored spatially padded by R with zeros, so
   each window is one `dynamic_slice`; window keys outside the strict radius
   or outside the frame get -1e10, as the reference's additive mask.
-* Frame 0 is a dense key set (all HW cells, no radius) for each block.
-* Per block: one matmul against frame 0, one against the `context` windows,
-  one `top_k` over the concatenation [HW frame-0 keys, context * window
-  keys], softmax, weighted sum of the gathered soft labels.
+* Frame 0 is a dense key set (all HW cells, no radius): its similarities
+  are computed in chunks of `query_chunk` query cells (one matmul each) and
+  only their top-k (values and soft labels) is kept.
+* Per block: one matmul against the `context` windows, the top-k of those
+  window similarities, then the top-k of the 2k candidates [frame-0 top-k,
+  window top-k]. The top-k of a union is the top-k of the parts' top-ks, so
+  this equals the reference's single top-k over all (context + 1) * HW
+  positions, with far smaller sorts. Softmax, weighted sum of the soft
+  labels.
 * Blocks are processed `query_chunk // block**2` at a time (`lax.map` with
   `batch_size`), frames by `lax.scan`. Peak memory is O(context * HW * C) for
   the bank plus O(query_chunk * (HW + context * (block + 2R)**2)) for the
@@ -110,8 +115,12 @@ def propagate(feats: jax.Array, labels0: jax.Array, *, topk: int,
   wy, wx = bh + 2 * ry, bw + 2 * rx
   hp, wp = nby * bh + 2 * ry, nbx * bw + 2 * rx  # Padded bank size.
   nq, nwin = bh * bw, wy * wx
-  n_cand = n + (context * nwin if use_short else 0)
-  n_extra = max(topk - n_cand, 0)  # Candidates beyond every key: -inf.
+  # Frame 0 and the short-term windows each keep their own top-k; keys
+  # missing when a set is smaller than topk are -inf with zero labels.
+  k0 = topk
+  n_extra0 = max(k0 - n, 0)
+  y0_ext = jnp.concatenate([y0, jnp.zeros((n_extra0, k_cls), dtype)])
+  k1 = min(topk, context * nwin)
   win_mask = jnp.asarray(_window_mask(bh, bw, ry, rx, radius))
   blocks = jnp.stack(jnp.meshgrid(jnp.arange(nby), jnp.arange(nbx),
                                   indexing="ij"), -1).reshape(-1, 2)
@@ -121,37 +130,66 @@ def propagate(feats: jax.Array, labels0: jax.Array, *, topk: int,
     """[h, w, D] -> [hp, wp, D], the frame at (ry, rx), zeros around."""
     return jnp.pad(x, ((ry, hp - ry - h), (rx, wp - rx - w), (0, 0)))
 
+  def frame0_topk(query):
+    """Top-k of frame 0's keys for every query cell, in query chunks.
+
+    query [hp, wp, C] -> (similarities / T [n, k0], labels [n, k0, K]).
+    """
+    q = query[ry:ry + h, rx:rx + w].reshape(n, c)
+    chunk = min(n, max(query_chunk, nq))
+    q = jnp.pad(q, ((0, (-n) % chunk), (0, 0))).reshape(-1, chunk, c)
+
+    def one_chunk(qc):
+      sim = jnp.concatenate(
+          [qc @ f0.T, jnp.full((chunk, n_extra0), -jnp.inf, dtype)], 1)
+      top, idx = jax.lax.top_k(sim / temperature, k0)
+      return top, y0_ext[idx]
+
+    top, lab = jax.lax.map(one_chunk, q)
+    return top.reshape(-1, k0)[:n], lab.reshape(-1, k0, k_cls)[:n]
+
+  def block_cells(x, oy, ox):
+    """[h, w, D] values of the cells of the block at (oy, ox): [nq, D]."""
+    x = jnp.pad(x, ((0, nby * bh - h), (0, nbx * bw - w), (0, 0)))
+    return jax.lax.dynamic_slice(x, (oy, ox, 0),
+                                 (bh, bw, x.shape[-1])).reshape(nq, -1)
+
   def predict(query, mem_feats, mem_labels):
     """query [hp, wp, C]; bank [L, hp, wp, C|K] -> pred [h, w, K]."""
+    top0, lab0 = frame0_topk(query)
+    top0 = top0.reshape(h, w, k0)
+    lab0 = lab0.reshape(h, w, k0 * k_cls)
 
     def one_block(yx):
       oy, ox = yx[0] * bh, yx[1] * bw  # Window origin in padded coords.
-      q = jax.lax.dynamic_slice(query, (oy + ry, ox + rx, 0),
-                                (bh, bw, c)).reshape(nq, c)
-      sims = [q @ f0.T]  # [nq, n]
-      labs = [y0]
-      if use_short:
+      t0 = block_cells(top0, oy, ox)  # [nq, k0]
+      l0 = block_cells(lab0, oy, ox).reshape(nq, k0, k_cls)
+      if not use_short:
+        top, cand = t0, l0
+      else:
+        q = jax.lax.dynamic_slice(query, (oy + ry, ox + rx, 0),
+                                  (bh, bw, c)).reshape(nq, c)
         keys = jax.lax.dynamic_slice(mem_feats, (0, oy, ox, 0),
                                      (context, wy, wx, c))
         klab = jax.lax.dynamic_slice(mem_labels, (0, oy, ox, 0),
                                      (context, wy, wx, k_cls))
-        s = jnp.einsum("qc,lkc->qlk", q, keys.reshape(context, nwin, c))
+        s = (q @ keys.reshape(context * nwin, c).T).reshape(
+            nq, context, nwin)
         gy = oy - ry + jnp.arange(wy)
         gx = ox - rx + jnp.arange(wx)
         inside = (((gy >= 0) & (gy < h))[:, None] &
                   ((gx >= 0) & (gx < w))[None]).ravel()
         ok = win_mask & inside[None]  # [nq, nwin]
         s = jnp.where(ok[:, None, :], s, jnp.asarray(_MASKED, s.dtype))
-        sims.append(s.reshape(nq, context * nwin))
-        labs.append(klab.reshape(context * nwin, k_cls))
-      if n_extra:
-        sims.append(jnp.full((nq, n_extra), -jnp.inf, dtype))
-        labs.append(jnp.zeros((n_extra, k_cls), dtype))
-      sim = jnp.concatenate(sims, 1) / temperature
-      top, idx = jax.lax.top_k(sim, topk)
+        top1, idx1 = jax.lax.top_k(
+            s.reshape(nq, context * nwin) / temperature, k1)
+        l1 = klab.reshape(context * nwin, k_cls)[idx1]
+        # The top-k of the union is the top-k of the two top-k lists.
+        top, idx = jax.lax.top_k(jnp.concatenate([t0, top1], 1), topk)
+        cand = jnp.take_along_axis(
+            jnp.concatenate([l0, l1], 1), idx[..., None], 1)
       weights = jax.nn.softmax(top, axis=-1)
-      cand = jnp.concatenate(labs, 0)
-      return jnp.einsum("qk,qkc->qc", weights, cand[idx])  # [nq, K]
+      return jnp.einsum("qk,qkc->qc", weights, cand)  # [nq, K]
 
     out = jax.lax.map(one_block, blocks, batch_size=per_step)
     out = out.reshape(nby, nbx, bh, bw, k_cls).transpose(0, 2, 1, 3, 4)

@@ -5,14 +5,22 @@ one-hot labels at feature resolution, `label_propagation.propagate`, then
 bilinear upsampling and argmax; J and F per object and frame (DAVIS
 semi-supervised protocol), palette PNGs `<out>/<video>/%05d.png` and an
 overlay strip `<out>/overlays/<video>.png`.
+
+An interrupted evaluation loses nothing: each finished video gets
+`<out>/<video>/complete.json` holding the protocol and a fingerprint of the
+network (a hash of its features of the first frame); a rerun with the same
+protocol and network reads those PNGs back instead of propagating again.
 """
 
 from collections.abc import Callable, Iterable
 import dataclasses
+import hashlib
+import json
 import os
 import time
 
 import numpy as np
+from PIL import Image
 
 from corrjax.evals import davis_metrics
 from corrjax.evals import label_propagation
@@ -76,6 +84,32 @@ def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
   return np.stack([video.masks[0].astype(np.int32)] + preds)
 
 
+_COMPLETE = "complete.json"
+
+
+def _fingerprint(feature_fn, frames: np.ndarray) -> str:
+  """sha1 of the network's float32 features of `frames` [1, H, W, 3]."""
+  feats = np.ascontiguousarray(feature_fn(frames), dtype=np.float32)
+  return hashlib.sha1(feats.tobytes()).hexdigest()
+
+
+def _saved_prediction(out_dir: str, video: Video,
+                      protocol: dict) -> np.ndarray | None:
+  """int32 [T, H, W] ids an earlier run wrote with `protocol`, else None."""
+  marker = os.path.join(out_dir, video.name, _COMPLETE)
+  if not os.path.isfile(marker):
+    return None
+  with open(marker) as f:
+    if json.load(f) != protocol:
+      return None
+  paths = [os.path.join(out_dir, video.name, f"{t:05d}.png")
+           for t in range(len(video.frames))]
+  if not all(os.path.isfile(p) for p in paths):
+    return None
+  pred = np.stack([np.asarray(Image.open(p), np.int32) for p in paths])
+  return pred if pred.shape == video.masks.shape else None
+
+
 def evaluate(videos: Iterable[Video],
              feature_fn: Callable[[np.ndarray], np.ndarray], *, topk: int,
              radius: float, context: int, temperature: float,
@@ -91,13 +125,21 @@ def evaluate(videos: Iterable[Video],
   per_sequence = {}
   videos = list(videos)
   start = time.time()
+  protocol = None
+  if out_dir and videos:
+    protocol = dict(topk=topk, radius=radius, context=context,
+                    temperature=temperature, crop_size=crop_size,
+                    network=_fingerprint(feature_fn, videos[0].frames[:1]))
   for i, video in enumerate(videos):
-    pred = predict_video(video, feature_fn, topk=topk, radius=radius,
-                         context=context, temperature=temperature,
-                         crop_size=crop_size)
+    pred = _saved_prediction(out_dir, video, protocol) if out_dir else None
+    reused = pred is not None
+    if not reused:
+      pred = predict_video(video, feature_fn, topk=topk, radius=radius,
+                           context=context, temperature=temperature,
+                           crop_size=crop_size)
     per_sequence[video.name] = davis_metrics.evaluate_semisupervised(
         video.masks, pred)
-    if out_dir:
+    if out_dir and not reused:
       for t, ids in enumerate(pred):
         visualize.save_label_png(
             os.path.join(out_dir, video.name, f"{t:05d}.png"), ids)
@@ -106,10 +148,13 @@ def evaluate(videos: Iterable[Video],
       visualize.save_overlay_strip(
           os.path.join(out_dir, "overlays", f"{video.name}.png"),
           video.frames, pred, shown)
+      with open(os.path.join(out_dir, video.name, _COMPLETE), "w") as f:
+        json.dump(protocol, f)
     elapsed = time.time() - start
     eta = elapsed / (i + 1) * (len(videos) - i - 1)
     scores = per_sequence[video.name]
     log(f"  eval [{i + 1}/{len(videos)}] {video.name}: {len(pred)} frames, "
-        f"J {np.mean(scores['J']):.3f} F {np.mean(scores['F']):.3f} | "
+        f"J {np.mean(scores['J']):.3f} F {np.mean(scores['F']):.3f}"
+        f"{' (saved predictions)' if reused else ''} | "
         f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s")
   return davis_metrics.summarize(per_sequence)
