@@ -9,6 +9,7 @@ import numpy as np
 import optax
 
 from corrjax import methods
+from corrjax import pretrained
 from corrjax.data import synthetic
 from corrjax.evals import davis_data
 from corrjax.evals import davis_results
@@ -70,14 +71,81 @@ def format_pck_table(rows: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
-def evaluate_variables(config, variables, videos, out_dir, log=print):
-  """Scores one network's ResNet `variables` on `videos`."""
+def _network_feature_fn(config, variables, spec):
   e = config.eval
-  spec = methods.get(config.method).encoder_spec(config)
-  feature_fn = features.make_feature_fn(
+  return features.make_feature_fn(
       **spec, strides=e.strides, variables=variables,
       num_stages=e.num_stages, normalization_name=e.normalization,
       batch_size=e.batch_size)
+
+
+THIS_RUN = "self"  # Fusion member checkpoint meaning "the evaluated net".
+
+
+def check_fusion(config) -> None:
+  """Fails fast (before any training) on a fusion member that cannot load.
+
+  Raises:
+    ValueError: a member without a checkpoint.
+    FileNotFoundError: a checkpoint path that is not an encoder directory or
+      a training workdir.
+  """
+  for name, member in (config.eval.get("fusion") or {}).items():
+    if not member.checkpoint:
+      raise ValueError(
+          f"fusion member {name!r} has no checkpoint: set "
+          f"--config.eval.fusion.{name}.checkpoint=<encoder dir from "
+          f"corrjax.convert, or a training workdir> (or '{THIS_RUN}' for "
+          "the network this run trains).")
+    if member.checkpoint != THIS_RUN:
+      pretrained.check_encoder_path(member.checkpoint)
+
+
+def feature_function(config, variables):
+  """frames -> per-cell features of the network(s) `config.eval` names.
+
+  Without `config.eval.fusion`: the trunk `variables` of `config.method`.
+  With it, one extractor per member {"checkpoint", "weight"}, late-fused
+  (`features.fuse_feature_fns`); checkpoint 'self' is the network being
+  evaluated (`variables`), others load an encoder directory or training
+  workdir (`pretrained.load_encoder`).
+  """
+  spec = methods.get(config.method).encoder_spec(config)
+  members = config.eval.get("fusion") or {}
+  if not members:
+    return _network_feature_fn(config, variables, spec)
+  check_fusion(config)
+  fns, weights = [], []
+  for name, member in members.items():
+    if member.checkpoint != THIS_RUN:
+      member_variables, member_spec = pretrained.load_encoder(
+          member.checkpoint)
+    elif variables is None:
+      raise ValueError(f"fusion member {name!r} is '{THIS_RUN}' but there "
+                       "is no trained network in this run.")
+    else:
+      member_variables, member_spec = variables, spec
+    fns.append(_network_feature_fn(config, member_variables, member_spec))
+    weights.append(member.weight)
+  return features.fuse_feature_fns(fns, weights)
+
+
+def needs_own_network(config) -> bool:
+  """False when every fusion member comes from its own checkpoint."""
+  members = config.eval.get("fusion") or {}
+  return not members or any(m.checkpoint == THIS_RUN
+                            for m in members.values())
+
+
+def evaluate_variables(config, variables, videos, out_dir, log=print):
+  """Scores the network(s) of `config.eval` on `videos`.
+
+  Args:
+    variables: trunk {"params", "batch_stats"} of the evaluated network, or
+      None when every fusion member has its own checkpoint.
+  """
+  e = config.eval
+  feature_fn = feature_function(config, variables)
   if e.source == "jhmdb":
     return pose.evaluate(videos, feature_fn, topk=e.topk, radius=e.radius,
                          context=e.context, temperature=e.temperature,
@@ -102,6 +170,9 @@ def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
   `per-sequence_results-<split>.csv`, and `results.json`; prints a J&F (or
   PCK) table.
 
+  `state` may be None when every `config.eval.fusion` member has its own
+  checkpoint; results then go to `<workdir>/eval/fused`.
+
   Returns:
     {"trained": summary[, "random_init": summary]} or None if disabled.
   """
@@ -109,16 +180,24 @@ def evaluate_state(config, state, workdir: str, log=print) -> dict | None:
     return None
   method = methods.get(config.method)
   videos = eval_videos(config)
-  step = int(jax.device_get(state.step))
-  out_dir = os.path.join(workdir, "eval", f"step_{step}")
+  e = config.eval
   log(f"evaluating label propagation on {len(videos)} videos "
-      f"(topk {config.eval.topk}, radius {config.eval.radius}, context "
-      f"{config.eval.context}, temperature {config.eval.temperature})")
-  label = "trained" if step else "random_init"
+      f"(topk {e.topk}, radius {e.radius}, context {e.context}, "
+      f"temperature {e.temperature})")
+  for name, member in (e.get("fusion") or {}).items():
+    log(f"  fusing {name} x {member.weight}: "
+        f"{member.checkpoint or 'the network of this run'}")
+  if state is None:
+    step, label, variables = 0, "fused", None
+    out_dir = os.path.join(workdir, "eval", "fused")
+  else:
+    step = int(jax.device_get(state.step))
+    label = "trained" if step else "random_init"
+    variables = jax.device_get(method.encoder_variables(state))
+    out_dir = os.path.join(workdir, "eval", f"step_{step}")
   dirs = {label: out_dir}
-  results = {label: evaluate_variables(
-      config, jax.device_get(method.encoder_variables(state)), videos,
-      out_dir, log)}
+  results = {label: evaluate_variables(config, variables, videos, out_dir,
+                                       log)}
   if config.eval.random_init_baseline and step:
     model = method.build_model(config)
     init = method.init_state(

@@ -79,6 +79,8 @@ def main(argv):
   try:
     if _MODE.value == "train":
       train.train_and_evaluate(config, workdir, log=log)
+    elif not evaluation.needs_own_network(config):
+      evaluation.evaluate_state(config, None, workdir, log=log)
     else:
       mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
       state = checkpointing.restore_step(

@@ -49,6 +49,20 @@ def save_encoder(out_dir: str, variables: dict, *, arch: str, width: int,
     json.dump(meta, f, indent=2)
 
 
+def check_encoder_path(path: str) -> None:
+  """Raises FileNotFoundError unless `path` is loadable by load_encoder."""
+  path = os.path.abspath(path)
+  if os.path.isfile(os.path.join(path, _META)):
+    return
+  if (os.path.isfile(os.path.join(path, "config.json")) and
+      os.path.isdir(os.path.join(path, "checkpoints"))):
+    return
+  raise FileNotFoundError(
+      f"{path!r} is neither an encoder directory ({_META}, from "
+      "`python -m corrjax.convert`) nor a training workdir (config.json and "
+      "checkpoints/).")
+
+
 def load_encoder(path: str) -> tuple[dict, dict]:
   """Variables and architecture of an encoder directory or a workdir.
 
@@ -60,6 +74,7 @@ def load_encoder(path: str) -> tuple[dict, dict]:
     FileNotFoundError: `path` is neither an encoder directory nor a
       training workdir with a checkpoint.
   """
+  check_encoder_path(path)
   path = os.path.abspath(path)
   if os.path.isfile(os.path.join(path, _META)):
     with open(os.path.join(path, _META)) as f:
@@ -68,12 +83,7 @@ def load_encoder(path: str) -> tuple[dict, dict]:
       variables = checkpointer.restore(os.path.join(path, _VARIABLES))
     return (jax.tree_util.tree_map(np.asarray, variables),
             {k: meta[k] for k in _SPEC_KEYS})
-  if os.path.isfile(os.path.join(path, "config.json")):
-    return _load_workdir(path)
-  raise FileNotFoundError(
-      f"{path!r} is neither an encoder directory ({_META}, from "
-      "`python -m corrjax.convert`) nor a training workdir (config.json and "
-      "checkpoints/).")
+  return _load_workdir(path)
 
 
 def workdir_config(workdir: str) -> ml_collections.ConfigDict:

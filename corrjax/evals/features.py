@@ -50,3 +50,40 @@ def make_feature_fn(*, arch: str, width: int, strides: Sequence[int],
     return np.concatenate(outs)[:t]
 
   return feature_fn
+
+
+def fuse_feature_fns(feature_fns: Sequence[Callable[[np.ndarray], np.ndarray]],
+                     weights: Sequence[float]
+                     ) -> Callable[[np.ndarray], np.ndarray]:
+  """Late fusion of several networks' per-cell features (SFC).
+
+  f = normalise(concat_i(w_i * normalise(f_i))) per cell, as SFC
+  `code/test_vos.py:61-79` (FC weighted by --lambd 1.75, the semantic net by
+  1; F.normalize over channels). The dot product of two fused vectors is
+  sum_i w_i^2 s_i / sum_i w_i^2, a weighted mean of each net's cosine.
+
+  Args:
+    feature_fns: fn(frames uint8 [T, H, W, 3]) -> float32 [T, h, w, C_i],
+      all on the same cell grid (same stride and input size).
+    weights: one weight per network.
+
+  Returns:
+    fn(frames) -> float32 [T, h, w, sum C_i], L2-normalised per cell.
+  """
+  if len(feature_fns) != len(weights) or not feature_fns:
+    raise ValueError(f"{len(feature_fns)} feature extractors and "
+                     f"{len(weights)} weights; need one weight each.")
+
+  def fused(frames: np.ndarray) -> np.ndarray:
+    parts = []
+    for fn, weight in zip(feature_fns, weights):
+      f = fn(frames)
+      if parts and f.shape[:3] != parts[0].shape[:3]:
+        raise ValueError(f"fused networks disagree on the cell grid: "
+                         f"{parts[0].shape[1:3]} vs {f.shape[1:3]}; use "
+                         "the same stride (layer3 at stride 8).")
+      parts.append(weight * dense_byol.l2_normalize(jnp.asarray(f)))
+    return np.asarray(dense_byol.l2_normalize(jnp.concatenate(parts, -1)))
+
+  return fused
+
