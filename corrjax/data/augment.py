@@ -72,3 +72,17 @@ def random_resized_crop(
   image = Image.fromarray(frame).crop((j, i, j + w, i + h)).resize(
       (size, size), Image.BILINEAR)
   return np.asarray(image), crop_box(i, j, h, w, height, width)
+
+
+def resized_crop(image: Image.Image, i: int, j: int, h: int, w: int,
+                 size: int) -> np.ndarray:
+  """torchvision's PIL `F.resized_crop` of rows [i, i + h), cols [j, j + w).
+
+  Takes a PIL image so that many crops of one image (CRW's patch grid)
+  share one conversion; same pixels as `random_resized_crop`'s.
+
+  Returns:
+    uint8 [size, size, 3], bilinearly resized.
+  """
+  return np.asarray(image.crop((j, i, j + w, i + h)).resize(
+      (size, size), Image.BILINEAR))
