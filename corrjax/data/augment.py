@@ -69,9 +69,8 @@ def random_resized_crop(
   i, j, h, w = random_resized_crop_params(rng, height, width, scale, ratio)
   # Exactly torchvision's F.resized_crop on a PIL image (resizing with
   # `box=` instead gives slightly different pixels).
-  image = Image.fromarray(frame).crop((j, i, j + w, i + h)).resize(
-      (size, size), Image.BILINEAR)
-  return np.asarray(image), crop_box(i, j, h, w, height, width)
+  view = resized_crop(Image.fromarray(frame), i, j, h, w, size)
+  return view, crop_box(i, j, h, w, height, width)
 
 
 def resized_crop(image: Image.Image, i: int, j: int, h: int, w: int,
