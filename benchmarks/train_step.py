@@ -21,10 +21,19 @@ settings) else CPU, in a child process run first (see `bench_reference`).
 Threads: XLA's CPU pool uses all cores by default; torch gets
 `set_num_threads(os.cpu_count())`.
 
+`--method=crw` times CRW's step on clips of T frames x 7x7 patches (the
+reference batch: 20 clips x 4 frames x 49 patches of 64 px; an example is a
+clip; `--image_size` sets the patch size, with crop 4x and stride 1/2 of it
+so the grid stays 7x7). Its `--reference_dir` is a checkout of
+github.com/ajabri/videowalk: `code/model.py`'s `CRW` (forward, backward,
+Adam step), which needs torchvision on the child's path (e.g. PYTHONPATH).
+
   python benchmarks/train_step.py --method=fc   # paper recipe: b96, 256 px
   python benchmarks/train_step.py --method=fc --batch_size=8 \
       --image_size=128 --steps=5 --warmup=2 \
       --reference_dir=/tmp/sfc_ref --out=/tmp/bench.jsonl
+  python benchmarks/train_step.py --method=crw --batch_size=2 --steps=3 \
+      --warmup=1 --reference_dir=/tmp/vw
 """
 
 import argparse
@@ -49,7 +58,7 @@ from corrjax import optim
 from corrjax import sharding
 from corrjax.data import normalization
 
-CONFIGS = {"fc": "configs/fc.py"}
+CONFIGS = {"fc": "configs/fc.py", "crw": "configs/crw.py"}
 # (substring of device_kind, dense TFLOP/s at the precision f32 runs at).
 PEAKS = (("H100 PCIe", 378.0), ("H100", 494.7), ("H200", 494.7),
          ("A100", 156.0), ("TPU v4", 275.0), ("TPU v5 lite", 197.0),
@@ -61,12 +70,14 @@ def _parse_args():
   p.add_argument("--method", default="fc", choices=sorted(CONFIGS))
   p.add_argument("--config_arg", default="", help="e.g. 'smoke' (fc.py:ARG)")
   p.add_argument("--batch_size", type=int, help="global; default: config")
-  p.add_argument("--image_size", type=int, help="crop size; default: config")
+  p.add_argument("--image_size", type=int,
+                 help="crop (fc) or patch (crw) size; default: config")
   p.add_argument("--width", type=int, help="ResNet width; default: config")
   p.add_argument("--steps", type=int, default=10, help="timed steps")
   p.add_argument("--warmup", type=int, default=2, help="untimed steps")
   p.add_argument("--peak_tflops", type=float, help="default: by device kind")
-  p.add_argument("--reference_dir", help="checkout of Alxead/SFC")
+  p.add_argument("--reference_dir",
+                 help="checkout of Alxead/SFC (fc) or ajabri/videowalk (crw)")
   p.add_argument("--out", help="append one JSON line of results here")
   p.add_argument("--reference_child", help=argparse.SUPPRESS)
   return p.parse_args()
@@ -80,7 +91,35 @@ def load_config(args):
                            ("model", "width", args.width)):
     if value:
       c[part][key] = value
+  if args.method == "crw" and args.image_size:
+    # The reference's proportions: 256 px crops, 64 px patches, stride 32.
+    c.data.update(patch_size=args.image_size, crop_size=4 * args.image_size,
+                  patch_stride=args.image_size // 2)
   return c
+
+
+def make_method_batch(config, seed=0):
+  """A random uint8 batch of the config's method, as its pipeline gives."""
+  d = config.data
+  if config.method != "crw":
+    return make_batch(d.batch_size, d.crop_size, seed)
+  grid = (d.crop_size - d.patch_size) // d.patch_stride + 1
+  rng = np.random.default_rng(seed)
+  return {"patches": rng.integers(
+      0, 256, (d.batch_size, d.clip_len, grid * grid, d.patch_size,
+               d.patch_size, 3), np.uint8)}
+
+
+def describe(config) -> str:
+  """One line of the sizes that set the step's cost."""
+  d, m = config.data, config.model
+  if config.method == "crw":
+    grid = (d.crop_size - d.patch_size) // d.patch_stride + 1
+    return (f"batch {d.batch_size} clips x {d.clip_len} frames x "
+            f"{grid}x{grid} patches of {d.patch_size} px, {m.arch} width "
+            f"{m.width}, head -> {m.embed_dim}")
+  return (f"batch {d.batch_size}, {d.crop_size} px, {m.arch} width "
+          f"{m.width}, heads {m.projection_hidden_dim}->{m.projection_dim}")
 
 
 def make_batch(batch_size, size, seed=0):
@@ -147,17 +186,25 @@ def bench_reference(ref_dir, config, batch, warmup, steps):
   """
   m = config.model
   spec = {"ref_dir": os.path.abspath(ref_dir), "arch": m.arch,
-          "warmup": warmup, "steps": steps,
+          "method": config.method, "warmup": warmup, "steps": steps,
           "lr": config.optim.learning_rate, "wd": config.optim.weight_decay,
-          "stats": normalization.STATS[config.data.normalization],
-          "args": dict(  # The fields of SFC's train_args() FineGrained reads.
-              momentum_target=config.ema.base_momentum,
-              pos_radius=config.loss.radius, num_steps=config.total_steps,
-              epochs=1, remove_stride_layers=("layer3", "layer4"),
-              img_size=config.data.crop_size,
-              projection_hidden_dim=m.projection_hidden_dim,
-              prediction_hidden_dim=m.prediction_hidden_dim,
-              projection_dim=m.projection_dim)}
+          "stats": normalization.STATS[config.data.normalization]}
+  if config.method == "crw":
+    w = config.walk
+    spec["args"] = dict(  # The fields of videowalk's train_args() CRW reads.
+        model_type="scratch" if m.padding_mode == "reflect"
+        else "scratch_zeropad", remove_layers=[], dropout=w.edge_dropout,
+        temp=w.temperature, head_depth=m.head_depth, flip=w.flip,
+        sk_targets=False, featdrop=0.0)
+  else:
+    spec["args"] = dict(  # The fields of SFC's train_args() FineGrained reads.
+        momentum_target=config.ema.base_momentum,
+        pos_radius=config.loss.radius, num_steps=config.total_steps,
+        epochs=1, remove_stride_layers=("layer3", "layer4"),
+        img_size=config.data.crop_size,
+        projection_hidden_dim=m.projection_hidden_dim,
+        prediction_hidden_dim=m.prediction_hidden_dim,
+        projection_dim=m.projection_dim)
   with tempfile.TemporaryDirectory() as tmp:
     np.savez(os.path.join(tmp, "batch.npz"), **batch)
     with open(os.path.join(tmp, "spec.json"), "w") as f:
@@ -169,11 +216,84 @@ def bench_reference(ref_dir, config, batch, warmup, steps):
 
 
 def reference_child(tmp):
-  """SFC's PyTorch FineGrained: forward + backward + Adam step, as trained."""
-  import torch  # pylint: disable=g-import-not-at-top
+  """The reference's step in this process; writes tmp/result.json."""
   with open(os.path.join(tmp, "spec.json")) as f:
     spec = json.load(f)
   batch = dict(np.load(os.path.join(tmp, "batch.npz")))
+  run = _crw_reference if spec["method"] == "crw" else _fc_reference
+  result = run(spec, batch)
+  with open(os.path.join(tmp, "result.json"), "w") as f:
+    json.dump(result, f)
+
+
+def _import_torchvision():
+  """torchvision, also a PyPI (CUDA) wheel beside a CPU-only torch.
+
+  Such a wheel's C++ ops do not load, and registering their fake kernels
+  then fails at import; CRW needs only torchvision's Python ResNet, so the
+  registration is skipped in that case.
+  """
+  try:
+    import torchvision  # pylint: disable=g-import-not-at-top
+    return torchvision
+  except RuntimeError:
+    import torch.library  # pylint: disable=g-import-not-at-top
+    for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
+      del sys.modules[name]
+    register_fake = torch.library.register_fake
+    torch.library.register_fake = lambda *a, **k: (lambda fn: fn)
+    try:
+      import torchvision  # pylint: disable=g-import-not-at-top
+    finally:
+      torch.library.register_fake = register_fake
+    return torchvision
+
+
+def _crw_reference(spec, batch):
+  """videowalk's CRW (`code/model.py`): forward + backward + Adam step.
+
+  `train.py:31-53`: loss = model(video)[1].mean(), zero_grad, backward,
+  step; cudnn.benchmark on (`train.py:75`). Its `utils` package imports
+  visualisation and augmentation modules (visdom, sklearn, skimage) that
+  the model does not use: they are replaced by empty modules here.
+  """
+  import types  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  _import_torchvision()
+  code = os.path.join(spec["ref_dir"], "code")
+  sys.path.insert(0, code)
+  for name in ("visualize", "augs", "arguments"):
+    sys.modules[f"utils.{name}"] = types.ModuleType(f"utils.{name}")
+  import model as vw_model  # pylint: disable=g-import-not-at-top,import-error
+  sys.excepthook = sys.__excepthook__  # `utils` installs a pdb hook.
+  torch.set_num_threads(os.cpu_count())
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  torch.backends.cudnn.benchmark = True
+  torch.manual_seed(0)
+  model = vw_model.CRW(argparse.Namespace(device=str(device), **spec["args"]))
+  model.to(device).train(True)
+  opt = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+  mean, std = (np.asarray(s, np.float32) for s in spec["stats"])
+  x = (batch["patches"].astype(np.float32) / 255.0 - mean) / std
+  b, t, n, p = x.shape[:4]  # -> [B, T, N * 3, P, P], as `patch_grid` makes.
+  x = x.transpose(0, 1, 2, 5, 3, 4).reshape(b, t, n * 3, p, p)
+  video = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+  def run():
+    loss = model(video)[1].mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()  # Synchronises on CUDA.
+
+  return {"device": str(device), "torch_version": torch.__version__,
+          "torch_threads": torch.get_num_threads(),
+          **_timed(run, spec["warmup"], spec["steps"], b)}
+
+
+def _fc_reference(spec, batch):
+  """SFC's PyTorch FineGrained: forward + backward + Adam step, as trained."""
+  import torch  # pylint: disable=g-import-not-at-top
   code = os.path.join(spec["ref_dir"], "code")
   sys.path.insert(0, code)  # Their model files import only torch and numpy.
   modules = []
@@ -210,17 +330,19 @@ def reference_child(tmp):
     opt.step()
     return loss.item()  # Synchronises on CUDA.
 
-  result = {"device": str(device), "torch_version": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            **_timed(run, spec["warmup"], spec["steps"], len(v1))}
-  with open(os.path.join(tmp, "result.json"), "w") as f:
-    json.dump(result, f)
+  return {"device": str(device), "torch_version": torch.__version__,
+          "torch_threads": torch.get_num_threads(),
+          **_timed(run, spec["warmup"], spec["steps"], len(v1))}
 
 
-def _line(name, r):
+# What `examples_per_s` counts, per method.
+UNITS = {"fc": "examples/s (x2 images)", "crw": "clips/s"}
+
+
+def _line(name, r, unit):
   return (f"{name}: step median {r['ms_median']:.1f} ms (p10 "
           f"{r['ms_p10']:.1f}, p90 {r['ms_p90']:.1f}) | "
-          f"{r['examples_per_s']:.2f} examples/s (x2 images) | loss "
+          f"{r['examples_per_s']:.2f} {unit} | loss "
           f"{r['loss_first']:.4f} -> {r['loss_last']:.4f}")
 
 
@@ -232,25 +354,28 @@ def main():
   config = load_config(args)
   b, s, m = config.data.batch_size, config.data.crop_size, config.model
   load_before = os.getloadavg()[0]
-  batch = make_batch(b, s)
+  batch = make_method_batch(config)
+  unit = UNITS[args.method]
   ref = None  # Timed before JAX starts a backend (which may take GPU memory).
   if args.reference_dir and args.steps and m.width != 64:
-    print("reference: skipped (SFC's ResNet has a fixed width of 64)")
+    print("reference: skipped (the reference's ResNet has a fixed width of "
+          "64)")
   elif args.reference_dir and args.steps:
     print("timing the reference...", flush=True)
     ref = bench_reference(args.reference_dir, config, batch, args.warmup,
                           args.steps)
   dev = jax.devices()[0]
-  print(f"{args.method}: batch {b}, {s} px, {m.arch} width {m.width}, heads "
-        f"{m.projection_hidden_dim}->{m.projection_dim}; {jax.device_count()}"
+  print(f"{args.method}: {describe(config)}; {jax.device_count()}"
         f" x {dev.device_kind}, jax {jax.__version__}, {os.cpu_count()} CPUs, "
         f"load {load_before:.2f}", flush=True)
   if ref:
     print(_line(f"reference ({ref['device']}, torch {ref['torch_version']}, "
-                f"{ref['torch_threads']} threads)", ref), flush=True)
+                f"{ref['torch_threads']} threads)", ref, unit), flush=True)
   result = {**{k: v for k, v in vars(args).items() if v is not None},
             "batch_size": b, "image_size": s, "width": m.width,
-            "heads": [m.projection_hidden_dim, m.projection_dim],
+            "shapes": {k: list(v.shape) for k, v in batch.items()},
+            "heads": ([m.embed_dim] if args.method == "crw" else
+                      [m.projection_hidden_dim, m.projection_dim]),
             "device_kind": dev.device_kind, "num_devices": jax.device_count(),
             "cpus": os.cpu_count(), "jax_version": jax.__version__,
             "loadavg_1m_before": load_before}
@@ -263,7 +388,7 @@ def main():
         (p for k, p in PEAKS if k.lower() in dev.device_kind.lower()), None)
     mfu = tflops / peak if peak else None
     hours = config.total_steps * ours["ms_median"] / 3.6e6
-    print(_line("ours (jax)", ours))
+    print(_line("ours (jax)", ours, unit))
     print(f"ours: {tflops:.3f} TFLOP/s | MFU "
           f"{f'{mfu:.1%} of {peak} TFLOP/s' if mfu else 'n/a'} | "
           f"{config.total_steps} steps at this step time: {hours:.2f} h")

@@ -140,3 +140,90 @@ def base(**overrides) -> mlc.ConfigDict:
   ))
   c.update(overrides)
   return c
+
+
+def clip_data(**overrides) -> mlc.ConfigDict:
+  """Video clips cut into jittered patch grids (CRW, videowalk
+  `code/train.py:86-149`, `code/utils/augs.py`); see data/clips.py."""
+  c = mlc.ConfigDict(dict(
+      source="video",  # 'video' (files), 'folder' (of frames) or 'synthetic'.
+      root="",  # e.g. kinetics/train_256 or DAVIS/JPEGImages/480p.
+      # Glob under root; '' picks '**/*.mp4' (video) or '*/*' (folder).
+      pattern="",
+      index_cache="",  # .npz caching the frame index of video files.
+      # Video files: resample to this fps (reference: Kinetics at 8 fps); 0
+      # uses frame_stride instead. Folders and synthetic: gap between clip
+      # frames (4: ~8 fps from 30 fps YouTube-VOS; use 3 for 24 fps DAVIS).
+      frame_rate=8.0,
+      frame_stride=4,
+      clip_len=4,
+      clips_per_video=5,  # RandomClipSampler, per video per epoch.
+      synthetic=synthetic_videos(seed=1, num_videos=16, num_frames=24,
+                                 size=96),
+      batch_size=20,
+      crop_size=256,
+      crop_scale=(0.8, 0.95),
+      crop_ratio=(0.7, 1.3),
+      patch_size=64,
+      patch_stride=32,
+      patch_scale=(0.7, 0.9),
+      patch_ratio=(3 / 4, 4 / 3),
+      normalization="cifar",  # Applied by the model (videowalk augs.py:10).
+      num_threads=8,
+      prefetch=4,
+  ))
+  c.update(overrides)
+  return c
+
+
+def view_augmentation(**overrides) -> mlc.ConfigDict:
+  """Photometric/flip part of one image view (`data/color_augment.py`).
+
+  Defaults: MoCo v2's `aug_plus` (facebookresearch/moco `main_moco.py:
+  328-338`): jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, PIL blur
+  sigma U[0.1, 2] p 0.5, flip p 0.5, no solarize.
+  """
+  c = mlc.ConfigDict(dict(
+      jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.4,
+      hue=0.1, grayscale_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0),
+      # 0: PIL GaussianBlur(radius=sigma) (MoCo); > 0: Gaussian kernel of
+      # this fraction of the view size, zero padded (BYOL: 0.1).
+      blur_kernel_fraction=0.0,
+      solarize_prob=0.0, flip_prob=0.5))
+  c.update(overrides)
+  return c
+
+
+def image_views_data(**overrides) -> mlc.ConfigDict:
+  """Two augmented views of one image (`data/image_views.py`)."""
+  c = mlc.ConfigDict(dict(
+      source="folder",  # 'folder', 'tfds' or 'synthetic'.
+      root="",  # Image folder; for 'tfds' the tfds data_dir ('' = default).
+      pattern="**/*",  # glob under root, e.g. 'train/*/*.JPEG'.
+      tfds_name="imagenet2012",
+      tfds_split="train",
+      synthetic=synthetic_videos(seed=1, num_videos=48, num_frames=12,
+                                 size=96),
+      batch_size=256,
+      crop_size=224,
+      crop_scale=(0.2, 1.0),
+      crop_ratio=(3 / 4, 4 / 3),
+      normalization="imagenet",
+      view1=view_augmentation(),
+      view2=view_augmentation(),
+      num_threads=8,
+      prefetch=4,
+  ))
+  c.update(overrides)
+  return c
+
+
+def image_ssl_model(arch: str = "resnet50", width: int = 64,
+                    **overrides) -> mlc.ConfigDict:
+  """`models/image_ssl.py`: standard-stride ResNet + MLP heads (MoCo v2)."""
+  c = mlc.ConfigDict(dict(
+      arch=arch, width=width, strides=(1, 2, 2, 2), padding_mode="zeros",
+      zero_init_last_bn=False, projection_hidden_dim=2048, projection_dim=128,
+      projection_bn=False, projection_out_bias=True, prediction_hidden_dim=0))
+  c.update(overrides)
+  return c

@@ -8,15 +8,23 @@ import optax
 
 def learning_rate_schedule(config: ml_collections.ConfigDict,
                            total_steps: int) -> optax.Schedule:
-  """`config.schedule` in {'constant', 'cosine'}, with linear warmup."""
+  """`config.schedule` in {'constant', 'cosine', 'multistep'}, with warmup.
+
+  'multistep' is torch's MultiStepLR stepped once per iteration (CRW,
+  videowalk `code/train.py:159-161`): the update of step s uses
+  lr * gamma ** (number of `config.milestones` <= s).
+  """
   lr, warmup = config.learning_rate, config.warmup_steps
   if config.schedule == "constant":
     main = optax.constant_schedule(lr)
   elif config.schedule == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
+  elif config.schedule == "multistep":
+    main = optax.piecewise_constant_schedule(
+        lr, {int(m) - warmup: config.gamma for m in config.milestones})
   else:
     raise ValueError(f"Unknown optim.schedule {config.schedule!r}; "
-                     "expected 'constant' or 'cosine'.")
+                     "expected 'constant', 'cosine' or 'multistep'.")
   if not warmup:
     return main
   return optax.join_schedules(

@@ -63,7 +63,7 @@ def test_schedules():
   assert float(cosine(10)) == pytest.approx(1e-3)
   assert float(cosine(110)) == pytest.approx(0.0, abs=1e-9)
   with pytest.raises(ValueError, match="schedule"):
-    optim.make_optimizer(_optim_config(schedule="step"), 10)
+    optim.make_optimizer(_optim_config(schedule="steps"), 10)
   with pytest.raises(ValueError, match="optim.name"):
     optim.make_optimizer(_optim_config(name="lamb"), 10)
 
@@ -76,3 +76,18 @@ def test_ema_momentum_is_the_reference_cosine():
                                rtol=1e-6)
   assert float(optim.ema_momentum(0, total, base)) == pytest.approx(0.99)
   assert float(optim.ema_momentum(total, total, base)) == pytest.approx(1.0)
+
+
+def test_multistep_matches_torch_multisteplr():
+  torch = pytest.importorskip("torch")
+  config = _optim_config(schedule="multistep")
+  config.milestones, config.gamma = (3, 7), 0.3
+  schedule = optim.learning_rate_schedule(config, 10)
+  param = torch.nn.Parameter(torch.zeros(1))
+  opt = torch.optim.Adam([param], lr=config.learning_rate)
+  sched = torch.optim.lr_scheduler.MultiStepLR(opt, [3, 7], gamma=0.3)
+  for step in range(10):  # The lr the update of `step` uses.
+    np.testing.assert_allclose(float(schedule(step)),
+                               opt.param_groups[0]["lr"], rtol=1e-6)
+    opt.step()
+    sched.step()

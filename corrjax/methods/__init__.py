@@ -12,9 +12,13 @@ A method module provides:
   encoder_variables(state) -> {"params", "batch_stats"} of that trunk.
 """
 
+from corrjax.methods import byol
+from corrjax.methods import crw
 from corrjax.methods import fine_grained
+from corrjax.methods import moco
 
-METHODS = {"fine_grained": fine_grained}
+METHODS = {"fine_grained": fine_grained, "moco": moco, "byol": byol,
+           "crw": crw}
 
 
 def get(name: str):
