@@ -56,6 +56,9 @@ def get_config(arg=None):
     c.eval = cd.vos_eval(source="davis")
   if not arg.smoke:
     c.eval.update(dict(topk=10, radius=12.0, context=20, temperature=0.05))
+  if not arg.fused:
+    c.fusion_note = ("Evaluating the FC network alone (no semantic network "
+                     "in this run); configs/sfc.py:fused adds one.")
   if arg.fused:
     c.eval.update(dict(topk=15, radius=15.0, temperature=0.1))
     c.eval.fusion = mlc.ConfigDict(dict(

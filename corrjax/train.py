@@ -219,5 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        log=print) -> dict | None:
   """Trains, then evaluates label propagation as `config.eval` says."""
   evaluation.check_fusion(config)  # Before hours of training, not after.
+  if config.get("fusion_note"):
+    log(config.fusion_note)
   state = train(config, workdir, log=log)
   return evaluation.evaluate_state(config, state, workdir, log=log)

@@ -75,7 +75,7 @@ def test_smoke_trains_evaluates_and_writes_outputs(tmp_path):
   result = _cli(SMOKE, f"--workdir={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   out = result.stdout
-  assert "semantic network is not implemented yet" in out
+  assert "Evaluating the FC network alone" in out
   assert "step 4/4 | loss" in out and "steps/s | ETA" in out
   assert "J&F" in out and "trained" in out
   assert _checkpoint_steps(tmp_path) == [2, 4]

@@ -7,7 +7,7 @@ semi-supervised protocol), palette PNGs `<out>/<video>/%05d.png` and an
 overlay strip `<out>/overlays/<video>.png`.
 
 An interrupted evaluation loses nothing: each finished video gets
-`<out>/<video>/complete.json` holding the protocol and a fingerprint of the
+`<out>/complete/<video>.json` (outside the DAVIS results layout) holding the protocol and a fingerprint of the
 network (a hash of its features of the first frame); a rerun with the same
 protocol and network reads those PNGs back instead of propagating again.
 """
@@ -84,7 +84,9 @@ def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
   return np.stack([video.masks[0].astype(np.int32)] + preds)
 
 
-_COMPLETE = "complete.json"
+def _marker_path(out_dir: str, name: str) -> str:
+  """Where a finished video's protocol and network fingerprint go."""
+  return os.path.join(out_dir, "complete", f"{name}.json")
 
 
 def _fingerprint(feature_fn, frames: np.ndarray) -> str:
@@ -96,7 +98,7 @@ def _fingerprint(feature_fn, frames: np.ndarray) -> str:
 def _saved_prediction(out_dir: str, video: Video,
                       protocol: dict) -> np.ndarray | None:
   """int32 [T, H, W] ids an earlier run wrote with `protocol`, else None."""
-  marker = os.path.join(out_dir, video.name, _COMPLETE)
+  marker = _marker_path(out_dir, video.name)
   if not os.path.isfile(marker):
     return None
   with open(marker) as f:
@@ -148,7 +150,9 @@ def evaluate(videos: Iterable[Video],
       visualize.save_overlay_strip(
           os.path.join(out_dir, "overlays", f"{video.name}.png"),
           video.frames, pred, shown)
-      with open(os.path.join(out_dir, video.name, _COMPLETE), "w") as f:
+      os.makedirs(os.path.dirname(_marker_path(out_dir, video.name)),
+                  exist_ok=True)
+      with open(_marker_path(out_dir, video.name), "w") as f:
         json.dump(protocol, f)
     elapsed = time.time() - start
     eta = elapsed / (i + 1) * (len(videos) - i - 1)

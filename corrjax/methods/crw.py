@@ -29,6 +29,7 @@ from corrjax.data import clips
 from corrjax.data import normalization
 from corrjax.losses import walk
 from corrjax.models import crw
+from corrjax.methods import trunk
 
 
 def build_model(config: ml_collections.ConfigDict) -> crw.CRWNet:
@@ -143,13 +144,5 @@ def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
       seed=config.seed)
 
 
-def encoder_spec(config: ml_collections.ConfigDict) -> dict:
-  """Architecture of the trunk `encoder_variables` returns."""
-  m = config.model
-  return dict(arch=m.arch, width=m.width, padding_mode=m.padding_mode)
-
-
-def encoder_variables(state: train_state_lib.TrainState) -> dict:
-  """Variables of the ResNet trunk used for label propagation."""
-  return {"params": state.params["encoder"],
-          "batch_stats": state.batch_stats["encoder"]}
+encoder_spec = trunk.encoder_spec
+encoder_variables = trunk.encoder_variables

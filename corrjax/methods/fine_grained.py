@@ -22,6 +22,7 @@ from corrjax.data import normalization
 from corrjax.data import pipeline
 from corrjax.losses import dense_byol
 from corrjax.models import fine_grained
+from corrjax.methods import trunk
 
 TARGET_KEYS = ("encoder", "projector")
 
@@ -147,13 +148,5 @@ def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
       start_step=start_step, total_steps=config.total_steps, seed=config.seed)
 
 
-def encoder_spec(config: ml_collections.ConfigDict) -> dict:
-  """Architecture of the trunk `encoder_variables` returns."""
-  m = config.model
-  return dict(arch=m.arch, width=m.width, padding_mode=m.padding_mode)
-
-
-def encoder_variables(state: train_state_lib.TrainState) -> dict:
-  """Variables of the ResNet trunk used for label propagation."""
-  return {"params": state.params["encoder"],
-          "batch_stats": state.batch_stats["encoder"]}
+encoder_spec = trunk.encoder_spec
+encoder_variables = trunk.encoder_variables

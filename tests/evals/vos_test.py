@@ -38,7 +38,8 @@ def test_rerun_reads_finished_videos_back(tmp_path):
   first = _evaluate(videos, first_fn, str(tmp_path))
   assert first_fn.frames_seen == 1 + 10  # Fingerprint + every frame.
   for v in videos:
-    assert os.path.isfile(tmp_path / v.name / "complete.json")
+    assert os.path.isfile(tmp_path / "complete" / f"{v.name}.json")
+    assert len(os.listdir(tmp_path / v.name)) == 5  # PNGs only.
     assert os.path.isfile(tmp_path / "overlays" / f"{v.name}.png")
 
   rerun_fn = _ColourFeatures()
