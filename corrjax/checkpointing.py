@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 
 import jax
 import orbax.checkpoint as ocp
@@ -21,6 +22,29 @@ def make_manager(workdir: str, *, every_steps: int, keep: int,
       enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+
+
+_TMP = re.compile(r"^(\d+)\.orbax-checkpoint-tmp")
+
+
+def incomplete_steps(workdir: str) -> list[int]:
+  """Steps whose save was interrupted: only a `<step>.orbax-checkpoint-tmp*`
+  folder exists. orbax removes them when the manager opens; the previous
+  complete checkpoint is intact."""
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  found = (_TMP.match(name) for name in os.listdir(directory))
+  return sorted({int(m.group(1)) for m in found if m} -
+                set(complete_steps(workdir)))
+
+
+def complete_steps(workdir: str) -> list[int]:
+  """Steps with a finished checkpoint folder."""
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
 def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState,

@@ -22,6 +22,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from corrjax import console  # pylint: disable=g-import-not-at-top
+from corrjax import input_checks  # pylint: disable=g-import-not-at-top
+from corrjax import interrupts  # pylint: disable=g-import-not-at-top
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, optionally with ':arg'.",
     lock_config=True)
@@ -36,7 +40,8 @@ _MULTIHOST = flags.DEFINE_bool(
 
 # Errors caused by the user's input: printed as one line.
 INPUT_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
-                NotADirectoryError)
+                NotADirectoryError, MemoryError)
+LOG_NAME = "corrjax.log"  # In the workdir: every line printed, tracebacks.
 
 
 def default_workdir(config_arg: str) -> str:
@@ -55,44 +60,67 @@ def main(argv):
     raise app.UsageError("--config is required, e.g. --config=configs/sfc.py")
   if not flags.FLAGS["verbosity"].present:  # orbax logs every write at INFO.
     logging.set_verbosity(logging.WARNING)
+    # and warns about read-only folders on every restore: noise to users.
+    logging.get_absl_handler().addFilter(_quiet_orbax)
+  stop = interrupts.StopRequest()
+  log = console.Console(on_broken=stop.request)
   try:  # The config file is loaded lazily, on first access.
     config = _CONFIG.value
     config.keys()  # Raises here if the file failed to load.
+    input_checks.check_paths(config, train=_MODE.value == "train")
   except (OSError, ValueError, AttributeError, KeyError, TypeError) as e:
     if os.environ.get("CORRJAX_TRACEBACK"):
       raise
     sys.exit(f"corrjax: error: {_last_line(e)}")
-  # Imported here so that --help is fast and TF never grabs a GPU.
+  workdir = _WORKDIR.value or default_workdir(_config_flag_value())
+  if _MODE.value == "train" or os.path.isdir(workdir):
+    log.attach(os.path.join(workdir, LOG_NAME))
+  log(f"corrjax {_MODE.value}: workdir {workdir}")
+  try:
+    _run(config, workdir, log, stop)
+  except INPUT_ERRORS as e:
+    if os.environ.get("CORRJAX_TRACEBACK"):
+      raise
+    log.error(f"corrjax: error: {e}")
+    sys.exit(1)
+  except KeyboardInterrupt:
+    log.error("corrjax: interrupted; the latest checkpoint is complete, run "
+              "the same command to resume.")
+    sys.exit(130)
+  except Exception as e:  # pylint: disable=broad-except
+    if os.environ.get("CORRJAX_TRACEBACK"):
+      raise
+    path = log.write_traceback()
+    log.error(f"corrjax: error: {type(e).__name__}: {_last_line(e)} "
+              f"(traceback in {path})")
+    sys.exit(1)
+
+
+def _quiet_orbax(record) -> bool:
+  return record.levelno >= 40 or "/orbax/" not in record.pathname
+
+
+def _run(config, workdir: str, log, stop) -> None:
+  """Imports JAX (late: --help and config errors stay fast) and runs."""
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
   if _MULTIHOST.value:
     jax.distributed.initialize()
-  from corrjax import evaluation  # pylint: disable=g-import-not-at-top
-  from corrjax import train  # pylint: disable=g-import-not-at-top
   from corrjax import checkpointing  # pylint: disable=g-import-not-at-top
+  from corrjax import evaluation  # pylint: disable=g-import-not-at-top
   from corrjax import sharding  # pylint: disable=g-import-not-at-top
+  from corrjax import train  # pylint: disable=g-import-not-at-top
 
-  workdir = _WORKDIR.value or default_workdir(_config_flag_value())
-  print(f"corrjax {_MODE.value}: workdir {workdir}", flush=True)
-  log = lambda msg: print(msg, flush=True)
-  try:
-    if _MODE.value == "train":
-      train.train_and_evaluate(config, workdir, log=log)
-    elif not evaluation.needs_own_network(config):
-      evaluation.evaluate_state(config, None, workdir, log=log)
-    else:
-      mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
-      state = checkpointing.restore_step(
-          workdir, train.abstract_state(config, mesh))
-      evaluation.evaluate_state(config, state, workdir, log=log)
-  except INPUT_ERRORS as e:
-    if os.environ.get("CORRJAX_TRACEBACK"):
-      raise
-    sys.exit(f"corrjax: error: {e}")
-  except KeyboardInterrupt:
-    sys.exit("corrjax: interrupted; the checkpoint is saved, run the same "
-             "command to resume.")
+  if _MODE.value == "train":
+    train.train_and_evaluate(config, workdir, log=log, stop=stop)
+  elif not evaluation.needs_own_network(config):
+    evaluation.evaluate_state(config, None, workdir, log=log)
+  else:
+    mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
+    state = checkpointing.restore_step(
+        workdir, train.abstract_state(config, mesh))
+    evaluation.evaluate_state(config, state, workdir, log=log)
 
 
 def _config_flag_value() -> str:

@@ -11,8 +11,6 @@ parameters as an uninterrupted one.
 import functools
 import logging
 import os
-import signal
-import threading
 import time
 
 from clu import metric_writers
@@ -24,6 +22,8 @@ import numpy as np
 
 from corrjax import checkpointing
 from corrjax import evaluation
+from corrjax import interrupts
+from corrjax import memory_budget
 from corrjax import sharding
 from corrjax import methods
 from corrjax import optim
@@ -95,46 +95,34 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
         "the data. The last checkpoint is intact.")
 
 
-class _StopRequest:
-  """Turns the first SIGINT/SIGTERM into a flag checked between steps.
+def _compile_step(p_train_step, state, batch, log):
+  """Compiles the step for these shapes and stops early if it cannot fit.
 
-  The step donates the state, so an exception raised inside it would leave
-  nothing to save; the loop instead finishes the step, saves and stops. A
-  second signal interrupts at once (the last periodic checkpoint stays).
+  Raises:
+    MemoryError: one line naming the config entries that shrink the step.
   """
-
-  def __init__(self):
-    self.requested = ""
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.requested:
-      raise KeyboardInterrupt
-    self.requested = signal.Signals(signum).name
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGINT, signal.SIGTERM):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+  t0 = time.time()
+  compiled = p_train_step.lower(state, batch).compile()
+  fits = memory_budget.check_fits(
+      compiled, knobs="config.data.batch_size, config.data.crop_size or "
+      "config.model.width")
+  log(f"compiled the train step in {time.time() - t0:.1f}s"
+      + (f"; {fits}" if fits else ""))
+  return compiled
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *,
-          log=print):
+          log=print, stop: interrupts.StopRequest | None = None):
   """Trains `config` in `workdir`, resuming if checkpoints exist.
+
+  Interrupts (SIGINT, SIGTERM, SIGHUP, a closed output pipe reported through
+  `stop.request`) finish the current step, save, wait for the save and
+  raise KeyboardInterrupt; a failure of any kind waits for a save in flight
+  before it propagates, so the newest checkpoint is always complete.
 
   Returns:
     The final TrainState.
   """
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:  # Lets pretrained.load_encoder read the run.
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
   mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
   sharding.check_batch_size(config.data.batch_size, mesh)
   method = _method(config)
@@ -142,84 +130,117 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
   abstract = abstract_state(config, mesh, model, tx)
   state_sh = jax.tree_util.tree_map(lambda a: a.sharding, abstract)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:  # Lets pretrained.load_encoder read the run.
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  for bad in checkpointing.incomplete_steps(workdir):
+    log(f"found an incomplete checkpoint of step {bad} (its save was "
+        "interrupted); it is discarded")
   manager = checkpointing.make_manager(
       workdir, every_steps=config.checkpoint_every_steps,
       keep=config.keep_checkpoints)
-  state = checkpointing.restore_latest(manager, abstract)
-  if state is None:
-    state = _initial_state(config, model, tx, state_sh)
-  start_step = int(jax.device_get(state.step))
-  if start_step:
-    log(f"resumed from step {start_step}")
-  if start_step >= config.total_steps:
-    log(f"no training: step {start_step} >= total_steps "
-        f"{config.total_steps}")
-    manager.close()
-    return state
+  stop = stop or interrupts.StopRequest()
+  writer = None
+  try:
+    with stop:
+      state = checkpointing.restore_latest(manager, abstract)
+      if state is None:
+        state = _initial_state(config, model, tx, state_sh)
+      start_step = int(jax.device_get(state.step))
+      if start_step:
+        log(f"resumed from step {start_step}")
+      if start_step >= config.total_steps:
+        if config.total_steps:
+          log(f"training already finished (step {start_step})")
+        return state
+      writer = metric_writers.create_default_writer(
+          workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+      state = _train_loop(config, mesh, method, model, tx, schedule, state_sh,
+                          state, start_step, manager, writer, stop, log)
+  finally:
+    with stop.critical():  # A save in flight always completes.
+      manager.wait_until_finished()
+      manager.close()
+      if writer is not None:
+        writer.flush()
+        writer.close()
+  return state
 
+
+def _train_loop(config, mesh, method, model, tx, schedule, state_sh, state,
+                start_step, manager, writer, stop, log):
+  """Steps start_step+1..total_steps; see `train`."""
   batches, source = method.make_batches(config, start_step=start_step)
   log(f"mesh {dict(mesh.shape)}; global batch {config.data.batch_size}")
-  p_train_step = make_train_step(config, mesh, model, tx, schedule, state_sh)
   batch_sh = sharding.batch_sharding(mesh)
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
-
+  batch = sharding.shard_host_batch(next(batches), batch_sh)
+  p_train_step = _compile_step(
+      make_train_step(config, mesh, model, tx, schedule, state_sh),
+      state, batch, log)
   # Writes steps_per_sec and uptime to TensorBoard.
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=config.total_steps, writer=writer,
       every_steps=config.log_every_steps)
-  summed, count = None, 0
+  summed, count, saved_step = None, 0, start_step
   window_start, window_step = time.time(), start_step
-  with _StopRequest() as stop:
-    for step in range(start_step + 1, config.total_steps + 1):
+  for step in range(start_step + 1, config.total_steps + 1):
+    if stop.requested and saved_step == step - 1:
+      log(f"{stop.requested} before step {step}: the checkpoint of step "
+          f"{saved_step} is the latest; run the same command to resume")
+      raise KeyboardInterrupt(stop.requested)
+    if batch is None:
       batch = sharding.shard_host_batch(next(batches), batch_sh)
-      state, metrics = p_train_step(state, batch)
-      summed = metrics if summed is None else jax.tree_util.tree_map(
-          jnp.add, summed, metrics)
-      count += 1
-      report_progress(step)
-      is_last = step == config.total_steps
-      if step % config.log_every_steps == 0 or is_last:
-        means = {k: float(v) / count
-                 for k, v in jax.device_get(summed).items()}
-        _check_finite(means, step)
-        now = time.time()
-        rate = (step - window_step) / max(now - window_start, 1e-9)
-        means["skipped_frames"] = len(source.bad_frames)
-        writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-        eta = (config.total_steps - step) / max(rate, 1e-9)
-        log(f"step {step}/{config.total_steps} | loss {means['loss']:.4f} | "
-            f"{rate:.2f} steps/s | ETA {_format_seconds(eta)}")
-        summed, count = None, 0
-        window_start, window_step = now, step
-      must_save = step % config.checkpoint_every_steps == 0 or is_last
-      if must_save or stop.requested:
-        if summed is not None:  # Never save a state that went non-finite.
-          _check_finite({k: float(v) for k, v in
-                         jax.device_get(summed).items()}, step)
+    state, metrics = p_train_step(state, batch)
+    batch = None
+    summed = metrics if summed is None else jax.tree_util.tree_map(
+        jnp.add, summed, metrics)
+    count += 1
+    if step == start_step + 1:  # The ETA starts after the first step.
+      jax.block_until_ready(metrics)
+      window_start, window_step = time.time(), step
+    report_progress(step)
+    is_last = step == config.total_steps
+    if step % config.log_every_steps == 0 or is_last:
+      means = {k: float(v) / count
+               for k, v in jax.device_get(summed).items()}
+      _check_finite(means, step)
+      now = time.time()
+      rate = (step - window_step) / max(now - window_start, 1e-9)
+      means["skipped_frames"] = len(source.bad_frames)
+      writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+      eta = (config.total_steps - step) / max(rate, 1e-9)
+      rate_text = (f"{rate:.2f} steps/s | ETA {_format_seconds(eta)}"
+                   if step > window_step else "first step")
+      log(f"step {step}/{config.total_steps} | loss {means['loss']:.4f} | "
+          f"{rate_text}")
+      summed, count = None, 0
+      window_start, window_step = now, step
+    must_save = step % config.checkpoint_every_steps == 0 or is_last
+    if must_save or stop.requested:
+      if summed is not None:  # Never save a state that went non-finite.
+        _check_finite({k: float(v) for k, v in
+                       jax.device_get(summed).items()}, step)
+      with stop.critical():
         checkpointing.save(manager, state,
                            force=is_last or bool(stop.requested))
-      if stop.requested:
-        log(f"{stop.requested} at step {step}: checkpoint saved; run the "
-            "same command again to resume")
+      saved_step = step
+    if stop.requested:
+      with stop.critical():
         manager.wait_until_finished()
-        manager.close()
-        writer.close()
-        raise KeyboardInterrupt(stop.requested)
-  manager.wait_until_finished()
-  manager.close()
-  writer.flush()
-  writer.close()
+      log(f"{stop.requested} at step {step}: checkpoint saved; run the "
+          "same command again to resume")
+      raise KeyboardInterrupt(stop.requested)
   if source.bad_frames:
     log(f"warning: skipped {len(source.bad_frames)} unreadable frames")
   return state
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       log=print) -> dict | None:
+                       log=print, stop=None) -> dict | None:
   """Trains, then evaluates label propagation as `config.eval` says."""
   evaluation.check_fusion(config)  # Before hours of training, not after.
   if config.get("fusion_note"):
     log(config.fusion_note)
-  state = train(config, workdir, log=log)
+  state = train(config, workdir, log=log, stop=stop)
   return evaluation.evaluate_state(config, state, workdir, log=log)

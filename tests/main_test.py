@@ -33,8 +33,12 @@ def _cli(*args, timeout=300):
       capture_output=True, text=True, timeout=timeout)
 
 
-def _interrupt(args, when, sig: int) -> str:
-  """Starts the CLI, sends `sig` once `when(stdout line)` is true."""
+def _interrupt(args, when, sig: int | None, close_pipe: bool = False):
+  """Starts the CLI, sends `sig` once `when(stdout line)` is true.
+
+  With `close_pipe`, the reader of the CLI's output then goes away, as
+  `tee` does on the same Ctrl-C in `corrjax.main ... | tee log`.
+  """
   proc = subprocess.Popen(
       [sys.executable, "-m", "corrjax.main", *args], cwd=REPO, env=_env(),
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -43,9 +47,13 @@ def _interrupt(args, when, sig: int) -> str:
   for line in proc.stdout:
     lines.append(line)
     if when(line):
-      proc.send_signal(sig)
+      if sig is not None:
+        proc.send_signal(sig)
       break
     assert time.time() < deadline, "".join(lines)
+  if close_pipe:
+    proc.stdout.close()
+    return "".join(lines), proc.wait(timeout=120)
   rest, _ = proc.communicate(timeout=120)
   return "".join(lines) + rest, proc.returncode
 
@@ -97,8 +105,12 @@ def test_smoke_trains_evaluates_and_writes_outputs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig):
+@pytest.mark.parametrize("sig,close_pipe", [
+    (signal.SIGINT, True),  # Ctrl-C on `corrjax.main | tee log`.
+    (None, True),  # The reader alone dies (`| head`): EPIPE stops the run.
+    (signal.SIGKILL, False)])
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig,
+                                                        close_pipe):
   reference = tmp_path / "uninterrupted"
   result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
                 "--config.checkpoint_every_steps=100")
@@ -108,18 +120,22 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig):
   workdir = tmp_path / "interrupted"
   # SIGINT saves a checkpoint on the way out; after SIGKILL the last
   # completed periodic checkpoint (every 4 steps) is all there is.
-  if sig == signal.SIGINT:
+  if sig != signal.SIGKILL:
     every, when = 100, lambda line: line.startswith("step 3/")
   else:
     every, when = 4, lambda line: bool(_checkpoint_steps(workdir))
   out, code = _interrupt(
       [SMOKE, f"--workdir={workdir}", *RESUMABLE,
-       f"--config.checkpoint_every_steps={every}"], when, sig)
+       f"--config.checkpoint_every_steps={every}"], when, sig, close_pipe)
   assert code != 0, out
   steps = _checkpoint_steps(workdir)
   assert steps and max(steps) < 24, (steps, out)
+  log = (workdir / "corrjax.log").read_text()
   if sig == signal.SIGINT:
-    assert "SIGINT at step" in out and "checkpoint saved" in out
+    assert "SIGINT at step" in log and "checkpoint saved" in log, log
+  elif sig is None:
+    assert "EPIPE at step" in log and "checkpoint saved" in log, log
+  assert "Traceback" not in log, log
 
   resumed = _cli(SMOKE, f"--workdir={workdir}", *RESUMABLE,
                  f"--config.checkpoint_every_steps={every}")
