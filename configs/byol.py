@@ -57,13 +57,15 @@ def get_config(arg=None):
       projection_dim=256, projection_bn=True, projection_out_bias=False,
       prediction_hidden_dim=4096)
   c.ema = dict(base_momentum=0.996)
-  c.optim = dict(name="sgd", learning_rate=0.05 * batch_size / 256,
+  c.optim = dict(frozen=(),  # Regexes of parameter paths kept fixed.
+                 name="sgd", learning_rate=0.05 * batch_size / 256,
                  weight_decay=1e-4, momentum=0.9, schedule="cosine",
                  warmup_steps=10 * steps_per_epoch)
   c.data = cd.image_views_data(batch_size=batch_size, crop_size=224,
                                crop_scale=(0.08, 1.0))
   _views(c)
-  c.eval = cd.vos_eval(source="none")
+  c.features = cd.trunk_features()
+  c.evals = cd.evals()
 
   if arg.davis2016:
     # DAVIS-2016 train frames (240p), ResNet-18 at 112 px; val at 480p.
@@ -76,7 +78,7 @@ def get_config(arg=None):
     c.data.num_threads = 2
     c.optim.learning_rate = 0.05 * c.data.batch_size / 256
     c.optim.warmup_steps = 20
-    c.eval = cd.vos_eval(source="davis", root="")  # Defaults to data.root.
+    c.evals = cd.evals(davis=cd.vos_eval(source="davis"))  # data.root
     c.total_steps = 300
     c.log_every_steps = 10
     c.checkpoint_every_steps = 100
@@ -92,9 +94,10 @@ def get_config(arg=None):
     c.data.synthetic = cd.synthetic_videos(seed=1, num_videos=4,
                                            num_frames=4, size=64)
     c.optim.warmup_steps = 1
-    c.eval = cd.vos_eval(source="synthetic", context=3, topk=5)
-    c.eval.synthetic = cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
-                                           size=64)
+    c.evals = cd.evals(synthetic=cd.vos_eval(
+        source="synthetic", context=3, topk=5,
+        synthetic=cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
+                                      size=64)))
     c.total_steps = 4
     c.log_every_steps = 2
     c.checkpoint_every_steps = 2

@@ -26,14 +26,14 @@ the global batch).
   # Kinetics-400 (train_256 videos), evaluated on a DAVIS-2017 root:
   python -m corrjax.main --config=configs/crw.py \
       --config.data.root=/data/kinetics/train_256 \
-      --config.eval.root=/data/DAVIS
+      --config.evals.davis.root=/data/DAVIS
   # CPU demo: the Kinetics clip, evaluated on 4 DAVIS-2016 val videos
   # (~13 min on 2 cores; a run-through of the pipeline: 200 steps on one clip
   # took the loss from 3.9 = log 49 to 2.1 but scored J&F 0.19 vs 0.30 for
   # the random init):
   python -m corrjax.main --config=configs/crw.py:kinetics_demo \
       --config.data.root=$CORRJAX_DATA/videos \
-      --config.eval.root=$CORRJAX_DATA/davis2016
+      --config.evals.davis.root=$CORRJAX_DATA/davis2016
   # CPU demo on the DAVIS-2016 train frames, same evaluation:
   python -m corrjax.main --config=configs/crw.py:davis2016 \
       --config.data.root=$CORRJAX_DATA/davis2016
@@ -56,13 +56,15 @@ def get_config(arg=None):
                  padding_mode="reflect", head_depth=0, embed_dim=128)
   c.walk = dict(temperature=0.05, edge_dropout=0.1,
                 flip=False)  # `--flip`: left-multiplied walks.
-  c.optim = dict(name="adam", learning_rate=1e-4, weight_decay=0.0,
+  c.optim = dict(frozen=(),  # Regexes of parameter paths kept fixed.
+                 name="adam", learning_rate=1e-4, weight_decay=0.0,
                  momentum=0.9,  # sgd only.
                  schedule="multistep", warmup_steps=0, gamma=0.3,
                  milestones=tuple(e * _STEPS_PER_EPOCH for e in (20, 30, 40)))
   c.data = cd.clip_data()
+  c.features = cd.trunk_features()
   # DAVIS-2017 val at native 480p, the README's test.py command.
-  c.eval = cd.vos_eval(source="davis", root="")
+  c.evals = cd.evals(davis=cd.vos_eval(source="davis"))
 
   if arg.kinetics_demo or arg.davis2016:
     _cpu_demo(c)
@@ -79,10 +81,10 @@ def get_config(arg=None):
         patch_size=32, patch_stride=16, num_threads=2, prefetch=2,
         synthetic=cd.synthetic_videos(seed=1, num_videos=4, num_frames=12,
                                       size=64))
-    c.eval = cd.vos_eval(
+    c.evals = cd.evals(synthetic=cd.vos_eval(
         source="synthetic", context=3, topk=5, random_init_baseline=False,
         synthetic=cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
-                                      size=64))
+                                      size=64)))
     c.total_steps = 4
     c.log_every_steps = 2
     c.checkpoint_every_steps = 2
@@ -97,10 +99,11 @@ def _cpu_demo(c):
   c.data.patch_size = 32
   c.data.patch_stride = 16  # Still 7x7 = 49 nodes per frame.
   c.data.num_threads = 2
-  # DAVIS-2016 val (--config.eval.root, or data.root for davis2016): 4
-  # videos resized to 320x320 (cropSize 320) to keep CPU time in minutes.
-  c.eval = cd.vos_eval(source="davis", root="", max_videos=4, crop_size=320,
-                       random_init_baseline=True)
+  # DAVIS-2016 val (--config.evals.davis.root, or data.root for
+  # davis2016): 4 videos resized to 320x320 (cropSize 320) to keep CPU time
+  # in minutes.
+  c.evals = cd.evals(davis=cd.vos_eval(
+      source="davis", videos="4", crop_size=320, random_init_baseline=True))
   c.total_steps = 200
   c.log_every_steps = 10
   c.checkpoint_every_steps = 100

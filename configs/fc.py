@@ -20,9 +20,10 @@ Published: FC alone 0.680 J&F on DAVIS-17 val (SFC repo, k 10, r 12, t 0.05).
   # Keypoint propagation (PCK) of a trained workdir on JHMDB:
   python -m corrjax.main --config=configs/fc.py:davis2016,jhmdb --mode=eval \
       --config.data.root=$CORRJAX_DATA/davis2016 \
-      --config.eval.root=$CORRJAX_DATA/jhmdb_sample --workdir=...
+      --config.evals.jhmdb.root=$CORRJAX_DATA/jhmdb_sample --workdir=...
 
-Arguments (comma-separated): smoke, davis2016, demo, jhmdb.
+Arguments (comma-separated): smoke, davis2016 (CPU-sized; with `paper`:
+the paper's network, batch and crops), demo, jhmdb.
 """
 
 from corrjax import config_defaults as cd
@@ -30,26 +31,32 @@ from corrjax import config_defaults as cd
 
 def get_config(arg=None):
   arg = cd.parse_arg(arg, smoke=False, davis2016=False, demo=False,
-                     jhmdb=False)
+                     jhmdb=False, paper=False)
   c = cd.base(total_steps=60_000)
   c.model = cd.fine_grained_model("resnet18")
   c.loss = dict(radius=0.5)
   c.ema = dict(base_momentum=0.99)
-  c.optim = dict(name="adam", learning_rate=1e-3, weight_decay=0.0,
+  c.optim = dict(frozen=(),  # Regexes of parameter paths kept fixed.
+                 name="adam", learning_rate=1e-3, weight_decay=0.0,
                  momentum=0.9,  # sgd only.
                  schedule="constant", warmup_steps=0)
   c.data = cd.two_view_data()
-  c.eval = cd.vos_eval(source="none")
+  c.features = cd.trunk_features()
+  c.evals = cd.evals()
 
   if arg.davis2016:
-    # Train on the 30 train sequences (240p), score the 20 val ones (480p).
+    # Train on the 30 train sequences (240p), score the 20 val ones. Sized
+    # for a 24 GB CPU machine (add `paper` for the paper's network, batch
+    # and crops: an accelerator's worth of memory).
     c.data.pattern = "JPEGImages/240p/*/*.jpg"
-    c.eval = cd.vos_eval(source="davis", root="")  # Defaults to data.root.
+    c.evals = cd.evals(davis=cd.vos_eval(source="davis", crop_size=320))
     c.total_steps = 2_000
+    if not arg.paper:
+      _cpu_sized(c)
   if arg.jhmdb:
-    # Keypoint propagation (PCK) on a JHMDB root (--config.eval.root=...),
+    # Keypoint propagation (PCK) on a JHMDB root (--config.evals.jhmdb.root),
     # e.g. after training: --mode=eval.
-    c.eval = cd.pose_eval()
+    c.evals = cd.evals(jhmdb=cd.pose_eval())
   if arg.demo or arg.smoke:
     _demo(c)
   if arg.smoke:
@@ -61,27 +68,34 @@ def get_config(arg=None):
     c.data.num_threads = 2
     c.data.synthetic = cd.synthetic_videos(seed=1, num_videos=4,
                                            num_frames=4, size=64)
-    c.eval.synthetic = cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
-                                           size=64)
-    c.eval.context = 3
-    c.eval.topk = 5
-    c.eval.random_init_baseline = False
+    c.evals.synthetic.synthetic = cd.synthetic_videos(
+        seed=2, num_videos=2, num_frames=6, size=64)
+    c.evals.synthetic.context = 3
+    c.evals.synthetic.topk = 5
+    c.evals.synthetic.random_init_baseline = False
     c.total_steps = 4
     c.log_every_steps = 2
     c.checkpoint_every_steps = 2
   return c
 
 
-def _demo(c):
-  """A few minutes on 2 CPU cores, on the embedded synthetic videos."""
-  c.data.source = "synthetic"
+def _cpu_sized(c):
+  """A width-16 net on 128 px crops, batch 16: ~1 GB, 2 CPU cores."""
   c.model.width = 16
   c.model.projection_hidden_dim = c.model.prediction_hidden_dim = 256
   c.model.projection_dim = 64
   c.data.batch_size = 16
-  c.data.crop_size = 64
+  c.data.crop_size = 128
   c.data.num_threads = 2
-  c.eval = cd.vos_eval(source="synthetic", random_init_baseline=True)
+
+
+def _demo(c):
+  """A few minutes on 2 CPU cores, on the embedded synthetic videos."""
+  c.data.source = "synthetic"
+  _cpu_sized(c)
+  c.data.crop_size = 64
+  c.evals = cd.evals(synthetic=cd.vos_eval(source="synthetic",
+                                           random_init_baseline=True))
   c.total_steps = 800
   c.log_every_steps = 10
   c.checkpoint_every_steps = 200

@@ -56,12 +56,14 @@ def get_config(arg=None):
                 bn_group_size=32,
                 # torch SGD decays BN and bias parameters too.
                 decay_all_parameters=True)
-  c.optim = dict(name="sgd", learning_rate=0.03 * batch_size / 256,
+  c.optim = dict(frozen=(),  # Regexes of parameter paths kept fixed.
+                 name="sgd", learning_rate=0.03 * batch_size / 256,
                  weight_decay=1e-4, momentum=0.9, schedule="cosine",
                  warmup_steps=0)
   c.data = cd.image_views_data(batch_size=batch_size, crop_size=224,
                                crop_scale=(0.2, 1.0))
-  c.eval = cd.vos_eval(source="none")
+  c.features = cd.trunk_features()
+  c.evals = cd.evals()
 
   if arg.davis2016:
     # The 30 DAVIS-2016 train sequences (240p, 2079 frames), CPU-sized:
@@ -75,7 +77,7 @@ def get_config(arg=None):
     c.moco.queue_size = 1024
     c.moco.bn_group_size = 8
     c.optim.learning_rate = 0.03 * c.data.batch_size / 256
-    c.eval = cd.vos_eval(source="davis", root="")  # Defaults to data.root.
+    c.evals = cd.evals(davis=cd.vos_eval(source="davis"))  # data.root
     c.total_steps = 300
     c.log_every_steps = 10
     c.checkpoint_every_steps = 100
@@ -90,9 +92,10 @@ def get_config(arg=None):
     c.data.num_threads = 2
     c.data.synthetic = cd.synthetic_videos(seed=1, num_videos=4,
                                            num_frames=4, size=64)
-    c.eval = cd.vos_eval(source="synthetic", context=3, topk=5)
-    c.eval.synthetic = cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
-                                           size=64)
+    c.evals = cd.evals(synthetic=cd.vos_eval(
+        source="synthetic", context=3, topk=5,
+        synthetic=cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
+                                      size=64)))
     c.total_steps = 4
     c.log_every_steps = 2
     c.checkpoint_every_steps = 2

@@ -18,50 +18,45 @@ configs/byol.py).
   # The paper: train FC, then evaluate fused with a semantic net:
   python -m corrjax.main --config=configs/sfc.py:paper,fused \
       --config.data.root=/data/ytvos/train_all_frames/JPEGImages \
-      --config.eval.root=/data/DAVIS \
-      --config.eval.fusion.semantic.checkpoint=/ckpt/moco_v1_r50
+      --config.evals.davis.root=/data/DAVIS \
+      --config.evals.davis.fusion.semantic.checkpoint=/ckpt/moco_v1_r50
   # Released weights only, no training (both converted first):
   python -m corrjax.main --config=configs/sfc.py:paper,fused --mode=eval \
-      --config.eval.root=/data/DAVIS --workdir=/tmp/sfc_eval \
-      --config.eval.fusion.fc.checkpoint=/ckpt/sfc_fc \
-      --config.eval.fusion.semantic.checkpoint=/ckpt/moco_v1_r50
+      --config.evals.davis.root=/data/DAVIS --workdir=/tmp/sfc_eval \
+      --config.evals.davis.fusion.fc.checkpoint=/ckpt/sfc_fc \
+      --config.evals.davis.fusion.semantic.checkpoint=/ckpt/moco_v1_r50
 
 Arguments: smoke, paper (FC's full paper recipe, see configs/fc.py), fused,
 davis2016 (FC on DAVIS-2016 train frames, evaluated on its val set),
 lambd=<float> (FC's fusion weight, default 1.75).
 """
 
-import os
-
 import ml_collections as mlc
 
+from configs import fc
 from corrjax import config_defaults as cd
-
-
-def _fc_config(arg):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fc.py")
-  return cd.load(f"{path}:{arg}")
 
 
 def get_config(arg=None):
   arg = cd.parse_arg(arg, smoke=False, paper=False, fused=False,
                      davis2016=False, lambd=1.75)
   if arg.paper:
-    c = _fc_config("")
+    c = fc.get_config("paper,davis2016" if arg.davis2016 else None)
   elif arg.davis2016:
-    c = _fc_config("davis2016")
+    c = fc.get_config("davis2016")
   else:
-    c = _fc_config("smoke" if arg.smoke else "demo")
-  if arg.paper:
-    c.eval = cd.vos_eval(source="davis")
-  if not arg.smoke:
-    c.eval.update(dict(topk=10, radius=12.0, context=20, temperature=0.05))
+    c = fc.get_config("smoke" if arg.smoke else "demo")
+  if arg.paper and not arg.davis2016:
+    c.evals = cd.evals(davis=cd.vos_eval(source="davis"))
+  for bench in c.evals.values():
+    if not arg.smoke:
+      bench.update(dict(topk=10, radius=12.0, context=20, temperature=0.05))
+    if arg.fused:
+      bench.update(dict(topk=15, radius=15.0, temperature=0.1))
+      bench.fusion = mlc.ConfigDict(dict(
+          fc=dict(checkpoint="self", weight=arg.lambd),
+          semantic=dict(checkpoint="", weight=1.0)))
   if not arg.fused:
     c.fusion_note = ("Evaluating the FC network alone (no semantic network "
                      "in this run); configs/sfc.py:fused adds one.")
-  if arg.fused:
-    c.eval.update(dict(topk=15, radius=15.0, temperature=0.1))
-    c.eval.fusion = mlc.ConfigDict(dict(
-        fc=dict(checkpoint="self", weight=arg.lambd),
-        semantic=dict(checkpoint="", weight=1.0)))
   return c

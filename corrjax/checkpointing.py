@@ -5,6 +5,7 @@ import os
 import re
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from corrjax import train_state as train_state_lib
@@ -92,3 +93,33 @@ def restore_step(workdir: str, abstract_state,
   if step is None or step not in manager.all_steps():
     raise FileNotFoundError(f"no checkpoint of step {step} in {directory!r}.")
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+
+def restore_tree(workdir: str, step: int | None = None) -> tuple[int, dict]:
+  """(step, the saved state as a nested dict of numpy arrays), no template.
+
+  What evaluation and warm starts need: no model, optimiser or training
+  loop is built. `step` None is the latest complete checkpoint.
+
+  Raises:
+    FileNotFoundError: no such checkpoint.
+  """
+  steps = complete_steps(workdir)
+  if step is None:
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {workdir!r}/checkpoints.")
+    step = steps[-1]
+  elif step not in steps:
+    raise FileNotFoundError(f"no checkpoint of step {step} in {workdir!r}.")
+  path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step),
+                      "default")
+  with ocp.StandardCheckpointer() as checkpointer:
+    tree = checkpointer.restore(path)
+  return step, jax.tree_util.tree_map(_to_numpy, tree)
+
+
+def _to_numpy(x):
+  try:
+    return np.asarray(x)
+  except TypeError:  # PRNG keys: kept as they are.
+    return x

@@ -3,8 +3,19 @@ config files load from any working directory)."""
 
 import importlib.util
 import os
+import sys
 
 import ml_collections as mlc
+
+
+def make_configs_importable(config_path: str) -> None:
+  """Puts the folder above `configs/` on sys.path, so that config files
+  import each other (`from configs import fc`) from any working directory."""
+  folder = os.path.dirname(os.path.abspath(config_path))
+  if os.path.basename(folder) == "configs":
+    parent = os.path.dirname(folder)
+    if parent not in sys.path:
+      sys.path.insert(0, parent)
 
 
 def load(spec: str) -> mlc.ConfigDict:
@@ -12,6 +23,7 @@ def load(spec: str) -> mlc.ConfigDict:
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file {path!r} does not exist.")
+  make_configs_importable(path)
   name = "corrjax_config_" + os.path.splitext(os.path.basename(path))[0]
   module_spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(module_spec)
@@ -79,20 +91,22 @@ def two_view_data(**overrides) -> mlc.ConfigDict:
 
 
 def vos_eval(**overrides) -> mlc.ConfigDict:
-  """Label propagation on videos with masks (CRW DAVIS protocol)."""
+  """One VOS benchmark (`config.evals.<name>`): reader and protocol.
+
+  Reader: `source` ('synthetic', 'davis', 'tfds_davis', 'jhmdb', 'vip' or
+  'none'), `root` (empty: config.data.root), `split`, `videos` (names or a
+  count, see evals/benchmarks.py). Protocol: evals/protocol.py (CRW's DAVIS
+  protocol, videowalk README: native 480p).
+  """
   c = mlc.ConfigDict(dict(
-      source="synthetic",  # 'synthetic', 'davis' or 'none'.
+      source="synthetic",
       root="",  # DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets).
       split="val",
-      max_videos=0,  # 0: all.
+      videos="",  # '' all, '4' the first 4, 'a,b' these, or a list file.
       synthetic=synthetic_videos(seed=2, num_videos=8, num_frames=16,
                                  size=128),
-      # CRW's DAVIS protocol (videowalk README): native 480p.
       topk=10, radius=12.0, context=20, temperature=0.05, crop_size=-1,
-      num_stages=3,  # layer3 output,
-      strides=(1, 2, 1, 1),  # at stride 8 (SFC `modify`, VW `test.py`).
-      normalization="imagenet",
-      batch_size=8,
+      batch_size=8,  # Frames per feature-extraction call.
       random_init_baseline=False,  # Also score the untrained network.
       write_pngs=True,
       overlay_frames=4,
@@ -126,10 +140,40 @@ def parsing_eval(**overrides) -> mlc.ConfigDict:
   return c
 
 
+# How a ResNet trunk is read for evaluation (methods/trunk.py): layer3 at
+# stride 8 with ImageNet statistics (videowalk `code/test.py:45-86`).
+TRUNK_FEATURES = dict(num_stages=3, strides=(1, 2, 1, 1),
+                      normalization="imagenet")
+
+
+def trunk_features(**overrides) -> mlc.ConfigDict:
+  """`config.features` of the methods evaluated through a ResNet trunk."""
+  return mlc.ConfigDict(dict(TRUNK_FEATURES, **overrides))
+
+
+def evals(**benchmarks) -> mlc.ConfigDict:
+  """`config.evals`: named benchmarks, e.g. evals(davis=vos_eval(...))."""
+  return mlc.ConfigDict(benchmarks)
+
+
+def model_init(**overrides) -> mlc.ConfigDict:
+  """Warm start of a fresh run (not of a resume): see corrjax/warm_start.py.
+
+  `path`: a training workdir (latest checkpoint) or an encoder directory;
+  `subtrees`: 'state/path[=source/path]' entries copied from it, e.g.
+  'params/encoder' or, from an encoder directory,
+  'params/encoder=params', 'batch_stats/encoder=batch_stats'.
+  """
+  c = mlc.ConfigDict(dict(path="", subtrees=("params", "batch_stats")))
+  c.update(overrides)
+  return c
+
+
 def base(**overrides) -> mlc.ConfigDict:
   c = mlc.ConfigDict(dict(
       method="fine_grained",
       seed=0,
+      model_init=model_init(),
       total_steps=60_000,
       log_every_steps=50,
       checkpoint_every_steps=1_000,

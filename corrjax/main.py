@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from corrjax import config_defaults  # pylint: disable=g-import-not-at-top
 from corrjax import console  # pylint: disable=g-import-not-at-top
 from corrjax import input_checks  # pylint: disable=g-import-not-at-top
 from corrjax import interrupts  # pylint: disable=g-import-not-at-top
@@ -31,9 +32,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default: ./workdir/<config name>).")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
-                          "train (resumes, then evaluates) or eval (latest "
-                          "checkpoint in --workdir).")
+_MODE = flags.DEFINE_string(
+    "mode", "train", "train (resumes, then evaluates), eval (the latest "
+    "checkpoint in --workdir) or a job of the config's method (e.g. "
+    "mask_vos's pseudo-labelling).")
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", bool(os.environ.get("CORRJAX_MULTIHOST")),
     "Call jax.distributed.initialize() (TPU pods, multi-node GPU).")
@@ -65,6 +67,8 @@ def main(argv):
   stop = interrupts.StopRequest()
   log = console.Console(on_broken=stop.request)
   try:  # The config file is loaded lazily, on first access.
+    config_defaults.make_configs_importable(
+        _config_flag_value().partition(":")[0])
     config = _CONFIG.value
     config.keys()  # Raises here if the file failed to load.
     input_checks.check_paths(config, train=_MODE.value == "train")
@@ -107,20 +111,14 @@ def _run(config, workdir: str, log, stop) -> None:
   tf.config.set_visible_devices([], "GPU")
   if _MULTIHOST.value:
     jax.distributed.initialize()
-  from corrjax import checkpointing  # pylint: disable=g-import-not-at-top
-  from corrjax import evaluation  # pylint: disable=g-import-not-at-top
-  from corrjax import sharding  # pylint: disable=g-import-not-at-top
-  from corrjax import train  # pylint: disable=g-import-not-at-top
+  from corrjax import run  # pylint: disable=g-import-not-at-top
 
   if _MODE.value == "train":
-    train.train_and_evaluate(config, workdir, log=log, stop=stop)
-  elif not evaluation.needs_own_network(config):
-    evaluation.evaluate_state(config, None, workdir, log=log)
+    run.train_and_evaluate(config, workdir, log=log, stop=stop)
+  elif _MODE.value == "eval":
+    run.evaluate_workdir(config, workdir, log=log)
   else:
-    mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
-    state = checkpointing.restore_step(
-        workdir, train.abstract_state(config, mesh))
-    evaluation.evaluate_state(config, state, workdir, log=log)
+    run.run_job(config, workdir, _MODE.value, log=log)
 
 
 def _config_flag_value() -> str:

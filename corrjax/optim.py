@@ -1,5 +1,7 @@
 """Optimisers, learning-rate schedules and the EMA momentum schedule."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,8 +39,35 @@ def _decay_mask(params):
       lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
 
 
+def frozen_labels(patterns):
+  """params -> 'frozen' / 'trained' per leaf: frozen when its '/'-joined
+  path (e.g. 'encoder/layer1/block0/conv1/kernel') matches a regex."""
+  compiled = [re.compile(p) for p in patterns]
+
+  def labels(params):
+    def label(path, _):
+      name = "/".join(str(getattr(k, "key", k)) for k in path)
+      return "frozen" if any(p.search(name) for p in compiled) else "trained"
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  return labels
+
+
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optimiser of `config` (see `_base_optimizer`), with the parameters
+  matching `config.frozen` (regexes over '/'-joined paths) left unchanged:
+  their updates are zero and they keep no optimiser state."""
+  tx, schedule = _base_optimizer(config, total_steps)
+  frozen = tuple(config.get("frozen") or ())
+  if frozen:
+    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()},
+                               frozen_labels(frozen))
+  return tx, schedule
+
+
+def _base_optimizer(config: ml_collections.ConfigDict, total_steps: int
+                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """PyTorch-semantics optimisers chosen by `config.name`.
 
   'adam': torch.optim.Adam (eps 1e-8); 'sgd': torch.optim.SGD with

@@ -8,7 +8,8 @@ An *encoder directory* holds one ResNet trunk for feature extraction:
 
 `python -m corrjax.convert` writes them from PyTorch checkpoints. A training
 workdir (`<workdir>/config.json` + `<workdir>/checkpoints/`) is accepted
-wherever an encoder directory is: its latest checkpoint's trunk is used.
+wherever an encoder directory is (networks.from_path): its latest
+checkpoint's encoder is used.
 """
 
 import json
@@ -63,46 +64,33 @@ def check_encoder_path(path: str) -> None:
       "checkpoints/).")
 
 
+def is_encoder_dir(path: str) -> bool:
+  return os.path.isfile(os.path.join(os.path.abspath(path), _META))
+
+
 def load_encoder(path: str) -> tuple[dict, dict]:
-  """Variables and architecture of an encoder directory or a workdir.
+  """Variables and architecture of an encoder directory.
 
   Returns:
     (variables {"params", "batch_stats"} as numpy, spec dict(arch, width,
-    padding_mode) for `features.make_feature_fn`).
+    padding_mode) for `features.trunk_encoder`).
 
   Raises:
-    FileNotFoundError: `path` is neither an encoder directory nor a
-      training workdir with a checkpoint.
+    FileNotFoundError: `path` is not an encoder directory.
   """
-  check_encoder_path(path)
+  if not is_encoder_dir(path):
+    raise FileNotFoundError(f"{path!r} has no {_META}: not an encoder "
+                            "directory from `python -m corrjax.convert`.")
   path = os.path.abspath(path)
-  if os.path.isfile(os.path.join(path, _META)):
-    with open(os.path.join(path, _META)) as f:
-      meta = json.load(f)
-    with ocp.StandardCheckpointer() as checkpointer:
-      variables = checkpointer.restore(os.path.join(path, _VARIABLES))
-    return (jax.tree_util.tree_map(np.asarray, variables),
-            {k: meta[k] for k in _SPEC_KEYS})
-  return _load_workdir(path)
+  with open(os.path.join(path, _META)) as f:
+    meta = json.load(f)
+  with ocp.StandardCheckpointer() as checkpointer:
+    variables = checkpointer.restore(os.path.join(path, _VARIABLES))
+  return (jax.tree_util.tree_map(np.asarray, variables),
+          {k: meta[k] for k in _SPEC_KEYS})
 
 
 def workdir_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a training run saved in `<workdir>/config.json`."""
   with open(os.path.join(workdir, "config.json")) as f:
     return ml_collections.ConfigDict(json.load(f))
-
-
-def _load_workdir(workdir: str) -> tuple[dict, dict]:
-  # Imported here: train imports evaluation, which imports this module.
-  from corrjax import checkpointing  # pylint: disable=g-import-not-at-top
-  from corrjax import methods  # pylint: disable=g-import-not-at-top
-  from corrjax import sharding  # pylint: disable=g-import-not-at-top
-  from corrjax import train  # pylint: disable=g-import-not-at-top
-  config = workdir_config(workdir)
-  config.mesh.shape = (1,)
-  mesh = sharding.make_mesh((1,), tuple(config.mesh.axes)[:1])
-  abstract = train.abstract_state(config, mesh)
-  state = checkpointing.restore_step(workdir, abstract)
-  method = methods.get(config.method)
-  variables = jax.device_get(method.encoder_variables(state))
-  return variables, method.encoder_spec(config)

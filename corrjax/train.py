@@ -21,12 +21,13 @@ import ml_collections
 import numpy as np
 
 from corrjax import checkpointing
-from corrjax import evaluation
 from corrjax import interrupts
 from corrjax import memory_budget
 from corrjax import sharding
 from corrjax import methods
 from corrjax import optim
+from corrjax import progress
+from corrjax import warm_start
 
 
 def _method(config):
@@ -77,13 +78,6 @@ def make_train_step(config, mesh, model, tx, schedule, state_sh):
   return jax.jit(step, in_shardings=(state_sh, sharding.batch_sharding(mesh)),
                  out_shardings=(state_sh, sharding.replicated(mesh)),
                  donate_argnums=0)
-
-
-def _format_seconds(seconds: float) -> str:
-  seconds = int(seconds)
-  if seconds >= 3600:
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-  return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _check_finite(metrics: dict[str, float], step: int) -> None:
@@ -146,7 +140,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     with stop:
       state = checkpointing.restore_latest(manager, abstract)
       if state is None:
-        state = _initial_state(config, model, tx, state_sh)
+        state = warm_start.apply(_initial_state(config, model, tx, state_sh),
+                                 config.get("model_init") or {}, log=log)
       start_step = int(jax.device_get(state.step))
       if start_step:
         log(f"resumed from step {start_step}")
@@ -210,7 +205,7 @@ def _train_loop(config, mesh, method, model, tx, schedule, state_sh, state,
       means["skipped_frames"] = len(source.bad_frames)
       writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
       eta = (config.total_steps - step) / max(rate, 1e-9)
-      rate_text = (f"{rate:.2f} steps/s | ETA {_format_seconds(eta)}"
+      rate_text = (f"{rate:.2f} steps/s | ETA {progress.format_seconds(eta)}"
                    if step > window_step else "first step")
       log(f"step {step}/{config.total_steps} | loss {means['loss']:.4f} | "
           f"{rate_text}")
@@ -234,13 +229,3 @@ def _train_loop(config, mesh, method, model, tx, schedule, state_sh, state,
   if source.bad_frames:
     log(f"warning: skipped {len(source.bad_frames)} unreadable frames")
   return state
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       log=print, stop=None) -> dict | None:
-  """Trains, then evaluates label propagation as `config.eval` says."""
-  evaluation.check_fusion(config)  # Before hours of training, not after.
-  if config.get("fusion_note"):
-    log(config.fusion_note)
-  state = train(config, workdir, log=log, stop=stop)
-  return evaluation.evaluate_state(config, state, workdir, log=log)

@@ -19,9 +19,10 @@ def data_root() -> str:
   """$CORRJAX_DATA, or skip the test when it is unset."""
   root = os.environ.get("CORRJAX_DATA")
   if not root:
-    pytest.skip("CORRJAX_DATA is not set")
+    pytest.skip("CORRJAX_DATA is not set (the real-data folder, e.g. "
+                "../shared/data)")
   if not os.path.isdir(root):
-    raise FileNotFoundError(f"CORRJAX_DATA={root!r} is not a folder")
+    pytest.skip(f"CORRJAX_DATA={root!r} is not a folder")
   return root
 
 

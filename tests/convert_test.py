@@ -370,8 +370,8 @@ def test_cli_writes_an_encoder_for_feature_extraction(tmp_path):
   assert spec == dict(arch="resnet18", width=WIDTH, padding_mode="reflect")
   frames = np.random.default_rng(0).integers(0, 256, (3, 40, 48, 3),
                                              dtype=np.uint8)
-  feature_fn = features.make_feature_fn(
-      **spec, strides=(1, 2, 1, 1), variables=variables, batch_size=2)
+  feature_fn = features.frame_features(features.trunk_encoder(**spec),
+                                       variables, batch_size=2)
   ours = feature_fn(frames)
   # Reference: VW test.py normalises with ImageNet statistics, reads layer3
   # and L2-normalises over channels.

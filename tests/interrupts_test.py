@@ -45,7 +45,7 @@ def _config(every=2):
   c = config_defaults.load(os.path.join(REPO, "configs/sfc.py:smoke"))
   c.total_steps, c.log_every_steps = STEPS, 1
   c.checkpoint_every_steps = every
-  c.eval.source = "none"
+  c.evals = config_defaults.evals()
   return c
 
 

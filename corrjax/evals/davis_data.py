@@ -106,9 +106,13 @@ def read_video(root: str, name: str, resolution: str = "480p") -> vos.Video:
                      f"{len(mask_paths)} annotations (none for frame "
                      f"{missing[0]}); expected all or only the first.")
   frames = []
-  for path in frame_paths:
-    with Image.open(path) as image:
-      frames.append(np.asarray(image.convert("RGB")))
+  for t, path in enumerate(frame_paths):
+    try:
+      with Image.open(path) as image:
+        frames.append(np.asarray(image.convert("RGB")))
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's decode errors.
+      raise ValueError(f"{path}: unreadable image (frame {t} of "
+                       f"{name}): {e}") from None
   first = read_mask(by_stem[stems[0]])
   masks = [read_mask(by_stem[s]) if s in by_stem else np.zeros_like(first)
            for s in stems]

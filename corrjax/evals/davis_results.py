@@ -73,10 +73,12 @@ def read_results(results_dir: str, sequence: str, frame_names,
 
 
 def score_results(davis_root: str, results_dir: str, split: str = "val",
-                  resolution: str = "480p") -> dict:
+                  resolution: str = "480p",
+                  sequences: list[str] | None = None) -> dict:
   """`davis_metrics.summarize` of a results folder, semi-supervised task.
 
-  Sequences in the ImageSets order; ground truth from
+  Sequences in the ImageSets order (or `sequences`, e.g. the part a partial
+  run finished, in their order); ground truth from
   `<davis_root>/Annotations/<resolution>`; as the official tool, the first
   and last frames are not read, objects are 1..K with K the largest id of
   the first GT frame, void is background.
@@ -89,7 +91,7 @@ def score_results(davis_root: str, results_dir: str, split: str = "val",
   if not os.path.isdir(results_dir):
     raise FileNotFoundError(f"results folder {results_dir!r} not found.")
   per_sequence = {}
-  for seq in davis_data.sequence_names(davis_root, split):
+  for seq in sequences or davis_data.sequence_names(davis_root, split):
     names, gt = davis_data.read_masks(davis_root, seq, resolution)
     if len(names) < 3:
       raise ValueError(f"{seq}: {len(names)} annotated frames; the "

@@ -1,6 +1,8 @@
 """Per-cell features of video frames for label propagation."""
 
 from collections.abc import Callable, Sequence
+import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,41 +13,61 @@ from corrjax.losses import dense_byol
 from corrjax.models import resnet
 
 
-def make_feature_fn(*, arch: str, width: int, strides: Sequence[int],
-                    padding_mode: str, variables: dict, num_stages: int = 3,
-                    normalization_name: str = "imagenet", batch_size: int = 8
-                    ) -> Callable[[np.ndarray], np.ndarray]:
-  """Builds frames -> L2-normalised features at the protocol layer.
+@dataclasses.dataclass(frozen=True)
+class Encoder:
+  """What evaluation needs of a network: frames in, per-cell features out.
+
+  Every method exports one (`method.encoder(config)`); the evaluators know
+  nothing else about it.
+
+  Attributes:
+    apply: pure, jit-able fn(variables, frames uint8 [B, H, W, 3] RGB) ->
+      float32 [B, ceil(H / stride), ceil(W / stride), C], L2-normalised
+      per cell. Input normalisation (RGB statistics, Lab, ...) is inside.
+    stride: pixels per feature cell.
+  """
+  apply: Callable[[Any, jax.Array], jax.Array]
+  stride: int
+
+
+def trunk_encoder(*, arch: str, width: int, padding_mode: str,
+                  strides: Sequence[int] = (1, 2, 1, 1), num_stages: int = 3,
+                  normalization_name: str = "imagenet", **resnet_kwargs
+                  ) -> Encoder:
+  """A ResNet trunk read at stage `num_stages` (the CRW protocol).
 
   The protocol drops layer4 and reads layer3 at stride 8 (videowalk
   `code/test.py:45-86`, `--remove-layers layer4`), with ImageNet statistics.
-
-  Args:
-    arch, width, strides, padding_mode: the trained ResNet's architecture.
-    variables: {"params", "batch_stats"} of the ResNet (unused layer4
-      weights may be present).
-    num_stages: stages to run (3: layer3 output).
-    normalization_name: input statistics.
-    batch_size: frames per compiled call; the last batch is padded, so each
-      frame size compiles once.
-
-  Returns:
-    fn(frames uint8 [T, H, W, 3]) -> float32 [T, h, w, C] numpy.
+  `variables` of the returned encoder are the trunk's {"params",
+  "batch_stats"} (unused layer4 weights may be present).
   """
   model = resnet.make_resnet(arch, width=width, strides=tuple(strides),
-                             padding_mode=padding_mode, num_stages=num_stages)
+                             padding_mode=padding_mode, num_stages=num_stages,
+                             **resnet_kwargs)
 
-  @jax.jit
-  def encode(frames):
+  def apply(variables, frames):
     x = normalization.normalize(frames, name=normalization_name)
     out = model.apply(variables, x, train=False)[f"stage{num_stages}"]
     return dense_byol.l2_normalize(out)
+
+  stride = 4 * int(np.prod(strides[:num_stages]))
+  return Encoder(apply=apply, stride=stride)
+
+
+def frame_features(encoder: Encoder, variables, batch_size: int = 8
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+  """fn(frames uint8 [T, H, W, 3]) -> float32 [T, h, w, C] numpy.
+
+  Frames go through `encoder.apply` (jit-compiled once per frame size) in
+  batches of `batch_size`; the last batch is padded with copies.
+  """
+  encode = jax.jit(encoder.apply)
 
   def feature_fn(frames: np.ndarray) -> np.ndarray:
     t = len(frames)
     pad = (-t) % batch_size
     padded = np.concatenate([frames, np.repeat(frames[-1:], pad, 0)])
-    outs = [np.asarray(encode(jnp.asarray(padded[i:i + batch_size])))
+    outs = [np.asarray(encode(variables, jnp.asarray(padded[i:i + batch_size])))
             for i in range(0, len(padded), batch_size)]
     return np.concatenate(outs)[:t]
 

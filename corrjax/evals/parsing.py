@@ -21,15 +21,16 @@ from corrjax.evals import vip
 from corrjax.evals import vos
 
 
-def read_videos(root: str, max_videos: int = 0) -> list[vos.Video]:
-  """Every video under `<root>/Images`, with its Category_ids maps."""
+def read_videos(root: str, select=None) -> list[vos.Video]:
+  """Videos under `<root>/Images` (all, or `select(names)`), with their
+  Category_ids maps."""
   names = sorted(os.path.basename(d) for d in
                  glob.glob(os.path.join(root, "Images", "*"))
                  if os.path.isdir(d))
   if not names:
     raise FileNotFoundError(f"no videos under {root}/Images.")
-  if max_videos:
-    names = names[:max_videos]
+  if select is not None:
+    names = select(names)
   return [vos.Video(n, *vip.read_video(root, n)) for n in names]
 
 
@@ -37,7 +38,7 @@ def evaluate(videos: Iterable[vos.Video],
              feature_fn: Callable[[np.ndarray], np.ndarray], *, topk: int,
              radius: float, context: int, temperature: float,
              crop_size: int, num_classes: int = vip.NUM_CLASSES,
-             log: Callable[[str], None] = print) -> dict:
+             stride: int = 8, log: Callable[[str], None] = print) -> dict:
   """{"mIoU": float, "per_class_iou": float [num_classes] (NaN if absent)}."""
   hist = np.zeros((num_classes, num_classes), np.int64)
   videos = list(videos)
@@ -51,7 +52,8 @@ def evaluate(videos: Iterable[vos.Video],
                        np.concatenate([first, video.masks[1:]]))
     pred = vos.predict_video(seeded, feature_fn, topk=topk, radius=radius,
                              context=context, temperature=temperature,
-                             crop_size=crop_size, resize_back=resize_back)
+                             crop_size=crop_size, resize_back=resize_back,
+                             stride=stride)
     hist += vip.confusion_matrix(video.masks, pred, num_classes)
     log(f"  parsing [{i + 1}/{len(videos)}] {video.name}: {len(pred)} "
         f"frames, {time.time() - start:.0f}s elapsed")

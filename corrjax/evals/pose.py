@@ -32,8 +32,9 @@ class PoseVideo:
 
 
 def read_videos(root: str, split_file: str = "",
-                max_videos: int = 0) -> list[PoseVideo]:
-  """JHMDB videos from a split list, or every video under `root`.
+                select=None) -> list[PoseVideo]:
+  """JHMDB videos from a split list, or every video under `root`; with
+  `select`, those whose names (image folder names) it returns.
 
   Without `split_file`, videos are `<root>/Rename_Images/<class>/<video>`
   with joints in `<root>/joint_positions/<class>/<video>/
@@ -48,8 +49,9 @@ def read_videos(root: str, split_file: str = "",
     pairs = [(d, os.path.join(root, "joint_positions",
                               *d.split(os.sep)[-2:], "joint_positions.mat"))
              for d in dirs]
-  if max_videos:
-    pairs = pairs[:max_videos]
+  if select is not None:
+    by_name = {os.path.basename(p[0]): p for p in pairs}
+    pairs = [by_name[n] for n in select(list(by_name))]
   videos = []
   for image_dir, mat_path in pairs:
     frames, joints = jhmdb.read_video(image_dir, mat_path)
@@ -86,7 +88,7 @@ def predict_pose(video: PoseVideo,
 def evaluate(videos: Iterable[PoseVideo],
              feature_fn: Callable[[np.ndarray], np.ndarray], *, topk: int,
              radius: float, context: int, temperature: float,
-             crop_size: int, sigma: float = 0.5,
+             crop_size: int, sigma: float = 0.5, stride: int = 8,
              log: Callable[[str], None] = print) -> dict:
   """PCK over `videos` (pck.dataset_pck's dict: pck, per_joint, count)."""
   videos = list(videos)
@@ -94,10 +96,10 @@ def evaluate(videos: Iterable[PoseVideo],
   for i, video in enumerate(videos):
     pred = predict_pose(video, feature_fn, topk=topk, radius=radius,
                         context=context, temperature=temperature,
-                        crop_size=crop_size, sigma=sigma)
+                        crop_size=crop_size, sigma=sigma, stride=stride)
     height, width = video.frames.shape[1:3]
     scored.append((pred, video.joints, height, width))
     log(f"  pose [{i + 1}/{len(videos)}] {video.name}: {len(pred)} frames, "
         f"{time.time() - start:.0f}s elapsed")
-  grid = jhmdb.grid_size(crop_size, crop_size)[0]
+  grid = jhmdb.grid_size(crop_size, crop_size, stride)[0]
   return pck_lib.dataset_pck(scored, feat_res=grid)

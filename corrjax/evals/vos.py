@@ -22,6 +22,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from corrjax import progress
 from corrjax.evals import davis_metrics
 from corrjax.evals import label_propagation
 from corrjax.evals import labels as labels_lib
@@ -89,20 +90,25 @@ def _marker_path(out_dir: str, name: str) -> str:
   return os.path.join(out_dir, "complete", f"{name}.json")
 
 
-def _fingerprint(feature_fn, frames: np.ndarray) -> str:
-  """sha1 of the network's float32 features of `frames` [1, H, W, 3]."""
-  feats = np.ascontiguousarray(feature_fn(frames), dtype=np.float32)
-  return hashlib.sha1(feats.tobytes()).hexdigest()
+def _fingerprint(network, video: Video, protocol) -> str:
+  """sha1 of what the network makes of the first frames (features, or the
+  predicted masks of the first two frames for a mask predictor)."""
+  if network.features is not None:
+    out = network.features(video.frames[:1])
+  else:
+    out = network.predict_masks(video.frames[:2], video.masks[0], protocol)
+  out = np.ascontiguousarray(out, dtype=np.float32)
+  return hashlib.sha1(out.tobytes()).hexdigest()
 
 
 def _saved_prediction(out_dir: str, video: Video,
-                      protocol: dict) -> np.ndarray | None:
-  """int32 [T, H, W] ids an earlier run wrote with `protocol`, else None."""
-  marker = _marker_path(out_dir, video.name)
-  if not os.path.isfile(marker):
+                      marker: dict) -> np.ndarray | None:
+  """int32 [T, H, W] ids an earlier run wrote with `marker`, else None."""
+  path = _marker_path(out_dir, video.name)
+  if not os.path.isfile(path):
     return None
-  with open(marker) as f:
-    if json.load(f) != protocol:
+  with open(path) as f:
+    if json.load(f) != marker:
       return None
   paths = [os.path.join(out_dir, video.name, f"{t:05d}.png")
            for t in range(len(video.frames))]
@@ -112,53 +118,75 @@ def _saved_prediction(out_dir: str, video: Video,
   return pred if pred.shape == video.masks.shape else None
 
 
-def evaluate(videos: Iterable[Video],
-             feature_fn: Callable[[np.ndarray], np.ndarray], *, topk: int,
-             radius: float, context: int, temperature: float,
-             crop_size: int = -1,
+def predict(network, video: Video, protocol) -> np.ndarray:
+  """int32 [T, H, W]: the network's own predictor, else label propagation."""
+  if network.predict_masks is not None:
+    pred = np.asarray(network.predict_masks(video.frames, video.masks[0],
+                                            protocol), np.int32)
+    if pred.shape != video.masks.shape:
+      raise ValueError(f"{video.name}: the predictor returned "
+                       f"{pred.shape}, expected {video.masks.shape}.")
+    return pred
+  if network.features is None:
+    raise ValueError(f"network {network.label!r} has neither features nor "
+                     "a mask predictor.")
+  return predict_video(video, network.features, stride=network.stride,
+                       **protocol.as_dict())
+
+
+def evaluate(videos: Iterable[Video], network, protocol, *,
              out_dir: str | None = None, overlay_frames: int = 4,
              log: Callable[[str], None] = print) -> dict:
-  """Propagates, scores and (optionally) writes PNGs for every video.
+  """Predicts, scores and (optionally) writes PNGs and overlays per video.
+
+  Args:
+    videos: the benchmark's videos.
+    network: an evals.network.Network.
+    protocol: an evals.protocol.Propagation.
+    out_dir: where the DAVIS results layout, overlays and resume markers go
+      (None: nothing written).
+    overlay_frames: frames shown per overlay picture.
+    log: progress lines.
 
   Returns:
     davis_metrics.summarize(...) of all videos: global J&F, J, F statistics
-    and per-object rows.
+    and per-object rows, plus "overlays": paths of the overlay pictures.
   """
-  per_sequence = {}
+  per_sequence, overlays = {}, []
   videos = list(videos)
-  start = time.time()
-  protocol = None
+  marker = None
   if out_dir and videos:
-    protocol = dict(topk=topk, radius=radius, context=context,
-                    temperature=temperature, crop_size=crop_size,
-                    network=_fingerprint(feature_fn, videos[0].frames[:1]))
+    marker = dict(protocol.as_dict(),
+                  network=_fingerprint(network, videos[0], protocol))
+  bar = progress.Progress(sum(len(v.frames) for v in videos), "frames",
+                          log=log)
   for i, video in enumerate(videos):
-    pred = _saved_prediction(out_dir, video, protocol) if out_dir else None
+    pred = _saved_prediction(out_dir, video, marker) if out_dir else None
     reused = pred is not None
     if not reused:
-      pred = predict_video(video, feature_fn, topk=topk, radius=radius,
-                           context=context, temperature=temperature,
-                           crop_size=crop_size)
+      pred = predict(network, video, protocol)
     per_sequence[video.name] = davis_metrics.evaluate_semisupervised(
         video.masks, pred)
+    if out_dir:
+      overlay_path = os.path.join(out_dir, "overlays", f"{video.name}.png")
+      overlays.append(overlay_path)
     if out_dir and not reused:
       for t, ids in enumerate(pred):
         visualize.save_label_png(
             os.path.join(out_dir, video.name, f"{t:05d}.png"), ids)
       shown = np.unique(np.linspace(0, len(pred) - 1, overlay_frames)
                         .round().astype(int))
-      visualize.save_overlay_strip(
-          os.path.join(out_dir, "overlays", f"{video.name}.png"),
-          video.frames, pred, shown)
+      visualize.save_overlay_strip(overlay_path, video.frames, pred, shown,
+                                   truth=video.masks)
       os.makedirs(os.path.dirname(_marker_path(out_dir, video.name)),
                   exist_ok=True)
       with open(_marker_path(out_dir, video.name), "w") as f:
-        json.dump(protocol, f)
-    elapsed = time.time() - start
-    eta = elapsed / (i + 1) * (len(videos) - i - 1)
+        json.dump(marker, f)
     scores = per_sequence[video.name]
-    log(f"  eval [{i + 1}/{len(videos)}] {video.name}: {len(pred)} frames, "
-        f"J {np.mean(scores['J']):.3f} F {np.mean(scores['F']):.3f}"
-        f"{' (saved predictions)' if reused else ''} | "
-        f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s")
-  return davis_metrics.summarize(per_sequence)
+    bar.advance(len(video.frames),
+                f"[{i + 1}/{len(videos)}] {video.name}: "
+                f"J {np.mean(scores['J']):.3f} F {np.mean(scores['F']):.3f}"
+                f"{' (saved predictions)' if reused else ''}")
+  summary = davis_metrics.summarize(per_sequence)
+  summary["overlays"] = overlays
+  return summary

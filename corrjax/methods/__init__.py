@@ -7,9 +7,20 @@ A method module provides:
     -> (state, metrics), pure, jitted with shardings by train.py;
   make_batches(config, *, start_step) -> (iterator of this host's numpy
     batch dicts for steps start_step+1.., source with a `bad_frames` set);
-  encoder_spec(config) -> dict(arch, width, padding_mode) of the ResNet
-    trunk used for label propagation;
-  encoder_variables(state) -> {"params", "batch_stats"} of that trunk.
+  encoder(config) -> evals.features.Encoder: the evaluation seam, a pure
+    fn(variables, frames) -> L2-normalised per-cell features and its
+    stride (input normalisation inside);
+  encoder_variables(tree) -> the variables `encoder` applies, read from
+    the state as a plain tree (`networks.state_tree`, or a checkpoint
+    restored without a template);
+and optionally:
+  mask_predictor(config, tree) -> fn(frames, first mask, protocol) ->
+    int32 [T, H, W] ids, for methods that segment videos themselves (the
+    VOS benchmarks call it instead of propagating labels);
+  JOBS: {name: fn(config, workdir, *, log)}, offline jobs run by
+    `python -m corrjax.main --mode=<name>` (e.g. pseudo-labelling).
+
+docs/adding_a_method.md walks through adding one.
 """
 
 from corrjax.methods import byol

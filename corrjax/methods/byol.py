@@ -38,7 +38,7 @@ from corrjax.models import image_ssl
 TARGET_KEYS = moco.TARGET_KEYS
 build_model = moco.build_model
 make_batches = moco.make_batches
-encoder_spec = moco.encoder_spec
+encoder = moco.encoder
 encoder_variables = moco.encoder_variables
 
 

@@ -132,17 +132,20 @@ def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
     (iterator of {"patches": uint8 [B_host, T, N, P, P, 3]}, source whose
     `bad_frames` counts the unreadable frames skipped).
   """
-  if (config.eval.source == "davis" and not config.eval.root and
-      config.data.source == "video" and config.data.root):
-    # Checked before training, not after it: the evaluator's fallback to
-    # config.data.root cannot be a DAVIS root when that holds video files.
-    raise ValueError("config.eval.root is empty: pass the DAVIS root with "
-                     "--config.eval.root=... (or --config.eval.source=none).")
+  for name, bench in (config.get("evals") or {}).items():
+    if (bench.source == "davis" and not bench.root and
+        config.data.source == "video" and config.data.root):
+      # Checked before training, not after it: the evaluator's fallback to
+      # config.data.root cannot be a DAVIS root when that holds videos.
+      raise ValueError(
+          f"config.evals.{name}.root is empty: pass the DAVIS root with "
+          f"--config.evals.{name}.root=... (or --config.evals.{name}."
+          "source=none).")
   return clips.crw_batches(
       config.data, global_batch_size=config.data.batch_size,
       start_step=start_step, total_steps=config.total_steps,
       seed=config.seed)
 
 
-encoder_spec = trunk.encoder_spec
+encoder = trunk.encoder
 encoder_variables = trunk.encoder_variables

@@ -231,5 +231,5 @@ def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
       start_step=start_step, total_steps=config.total_steps, seed=config.seed)
 
 
-encoder_spec = trunk.encoder_spec
+encoder = trunk.encoder
 encoder_variables = trunk.encoder_variables

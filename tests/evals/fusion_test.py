@@ -1,15 +1,15 @@
 """Late fusion of several networks' features (SFC), and its command line."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from corrjax import config_defaults
 from corrjax import pretrained
+from corrjax import run
 from corrjax.evals import features
 from corrjax.models import resnet
 
@@ -71,33 +71,32 @@ def _save_tiny_encoder(out_dir):
                           padding_mode="zeros", kind="test", source="init")
 
 
-def _cli(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
-             JAX_DISABLE_MOST_OPTIMIZATIONS="1")
-  return subprocess.run([sys.executable, "-m", "corrjax.main", *args],
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=300)
-
-
-@pytest.mark.slow
-def test_cli_trains_fc_then_evaluates_fused(tmp_path):
+def test_fc_trains_then_evaluates_fused_and_evaluates_from_checkpoints(
+    tmp_path):
   encoder = str(tmp_path / "semantic")
   _save_tiny_encoder(encoder)
-  config = "--config=configs/sfc.py:smoke,fused"
-  missing = _cli(config, f"--workdir={tmp_path / 'a'}")
-  assert missing.returncode != 0
-  assert "fusion member 'semantic' has no checkpoint" in missing.stderr
-  assert not os.path.exists(tmp_path / "a" / "checkpoints")  # Failed early.
+  load = lambda: config_defaults.load(  # pylint: disable=g-long-lambda
+      os.path.join(REPO, "configs/sfc.py:smoke,fused"))
+  with pytest.raises(ValueError, match="fusion member 'semantic' has no "
+                     "checkpoint"):
+    run.train_and_evaluate(load(), str(tmp_path / "a"), log=lambda m: None)
+  assert not os.path.exists(tmp_path / "a")  # Failed before anything.
 
-  run = _cli(config, f"--workdir={tmp_path / 'b'}",
-             f"--config.eval.fusion.semantic.checkpoint={encoder}")
-  assert run.returncode == 0, run.stderr[-2000:]
-  assert "fusing semantic x 1.0" in run.stdout
-  assert os.path.isfile(tmp_path / "b" / "eval" / "step_4" / "results.json")
+  config = load()
+  config.evals.synthetic.fusion.semantic.checkpoint = encoder
+  out = run.train_and_evaluate(config, str(tmp_path / "b"),
+                               log=lambda m: None)
+  assert os.path.basename(out["synthetic"]["fused"]["folder"]).startswith(
+      "fused_step_4-")
 
   # Evaluation from checkpoints alone: the trained workdir and the encoder.
-  only = _cli(config, "--mode=eval", f"--workdir={tmp_path / 'c'}",
-              f"--config.eval.fusion.fc.checkpoint={tmp_path / 'b'}",
-              f"--config.eval.fusion.semantic.checkpoint={encoder}")
-  assert only.returncode == 0, only.stderr[-2000:]
-  assert os.path.isfile(tmp_path / "c" / "eval" / "fused" / "results.json")
+  config = load()
+  config.evals.synthetic.fusion.fc.checkpoint = str(tmp_path / "b")
+  config.evals.synthetic.fusion.semantic.checkpoint = encoder
+  only = run.evaluate_workdir(config, str(tmp_path / "c"), log=lambda m: None)
+  folder = only["synthetic"]["fused"]["folder"]
+  assert os.path.basename(folder).startswith("fused-")
+  assert os.path.isfile(os.path.join(folder, "results.json"))
+  # Same networks, same protocol: the same J&F as after training.
+  assert only["synthetic"]["fused"]["table"] == out["synthetic"]["fused"][
+      "table"]

@@ -38,9 +38,9 @@ def test_static_video_is_parsed_perfectly(tmp_path):
   model = resnet.make_resnet("resnet18", width=8, strides=(1, 2, 1, 1),
                              num_stages=3, zero_init_last_bn=False)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-  feature_fn = features.make_feature_fn(
-      arch="resnet18", width=8, strides=(1, 2, 1, 1), padding_mode="zeros",
-      variables=variables)
+  feature_fn = features.frame_features(
+      features.trunk_encoder(arch="resnet18", width=8, padding_mode="zeros"),
+      variables)
   # topk 1 on identical frames copies each cell's own label; a 64-px square
   # keeps the part boundaries on the 8-px grid of the 56-px-wide frame only
   # approximately, so compare with the round trip of frame 0 itself.

@@ -15,9 +15,9 @@ def _feature_fn():
   model = resnet.make_resnet("resnet18", width=8, strides=(1, 2, 1, 1),
                              num_stages=3, zero_init_last_bn=False)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-  return features.make_feature_fn(
-      arch="resnet18", width=8, strides=(1, 2, 1, 1), padding_mode="zeros",
-      variables=variables)
+  encoder = features.trunk_encoder(arch="resnet18", width=8,
+                                   padding_mode="zeros")
+  return features.frame_features(encoder, variables)
 
 
 def _video(t=4):

@@ -23,16 +23,26 @@ def test_label_png_round_trips_ids(tmp_path):
     np.testing.assert_array_equal(np.asarray(image), ids)
 
 
-def test_overlay_tints_only_objects(tmp_path):
-  frame = np.full((4, 4, 3), 200, np.uint8)
-  ids = np.zeros((4, 4), np.int64)
-  ids[0, 0] = 1
+def test_overlay_tints_objects_and_outlines_them(tmp_path):
+  frame = np.full((12, 12, 3), 200, np.uint8)
+  ids = np.zeros((12, 12), np.int64)
+  ids[2:10, 2:10] = 1
   out = visualize.overlay(frame, ids, alpha=0.5)
-  assert out[0, 0].tolist() == [164, 100, 100]
-  np.testing.assert_array_equal(out[1:], frame[1:])
-  frames = np.repeat(frame[None], 3, 0)
+  assert out[5, 5].tolist() == [164, 100, 100]  # Interior: tinted.
+  assert out[2, 5].tolist() == [128, 0, 0]  # Outline: solid colour.
+  assert out[11, 11].tolist() == [200, 200, 200]  # Background untouched.
+
+
+def test_overlay_strip_is_small_and_labelled(tmp_path):
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 255, (3, 480, 854, 3), np.uint8)
+  ids = np.zeros((3, 480, 854), np.int64)
+  ids[:, 100:300, 200:500] = 1
   path = str(tmp_path / "strip.png")
-  visualize.save_overlay_strip(path, frames, np.repeat(ids[None], 3, 0),
-                               [0, 2])
+  visualize.save_overlay_strip(path, frames, ids, [0, 2], truth=ids)
   with Image.open(path) as image:
-    assert image.size == ((4 + 4 + 4) * 64, 4 * 64)  # Enlarged 64x.
+    # Two rows (prediction, ground truth) of two 160-px-high panels.
+    assert image.size == (2 * 285 + 4, 2 * 160 + 4)
+    panel = np.asarray(image)[:12, :60]
+  assert (panel.min(-1) > 180).any()  # Light label text on a dark box.
+  assert (panel.max(-1) < 20).mean() > 0.3

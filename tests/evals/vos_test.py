@@ -5,6 +5,8 @@ import os
 import numpy as np
 
 from corrjax.data import synthetic
+from corrjax.evals import network
+from corrjax.evals import protocol
 from corrjax.evals import vos
 
 
@@ -28,8 +30,10 @@ class _ColourFeatures:
 
 
 def _evaluate(videos, feature_fn, out_dir, topk=3):
-  return vos.evaluate(videos, feature_fn, topk=topk, radius=3.0, context=2,
-                      temperature=0.05, out_dir=out_dir, log=lambda _: None)
+  net = network.Network("trained", feature_fn, stride=8)
+  proto = protocol.Propagation(topk=topk, radius=3.0, context=2,
+                               temperature=0.05)
+  return vos.evaluate(videos, net, proto, out_dir=out_dir, log=lambda _: None)
 
 
 def test_rerun_reads_finished_videos_back(tmp_path):

@@ -18,6 +18,7 @@ import pytest
 
 from corrjax import config_defaults
 from corrjax import methods
+from corrjax import networks
 from corrjax import optim
 from corrjax import sharding
 from corrjax import train
@@ -199,11 +200,11 @@ def test_coupled_decay_reaches_bn_and_bias_but_not_kernels():
 
 def test_encoder_variables_are_the_query_resnet_with_torchvision_names():
   config, _, _, (states, _, _, _) = _runs()
-  variables = moco.encoder_variables(states[-1])
+  variables = moco.encoder_variables(networks.state_tree(states[-1]))
   assert {"conv1", "bn1", "layer1", "layer4"} <= set(variables["params"])
   assert "block0" in variables["params"]["layer3"]
-  assert moco.encoder_spec(config) == dict(arch="resnet18", width=8,
-                                           padding_mode="zeros")
+  assert variables["params"]["conv1"]["kernel"].shape == (7, 7, 3, 8)
+  assert moco.encoder(config).stride == 8
 
 
 def test_queue_not_a_multiple_of_the_batch_is_a_clear_error():

@@ -1,4 +1,4 @@
-"""Tests of DAVIS results scoring, CSVs, table and the evaluate_davis CLI."""
+"""Tests of DAVIS results scoring, CSVs, table and the score_davis CLI."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corrjax import evaluate_davis
+from corrjax import score_davis
 from corrjax.evals import davis_data
 from corrjax.evals import davis_metrics
 from corrjax.evals import davis_results
@@ -150,7 +150,7 @@ def test_run_overwrites_old_csv(davis, tmp_path, capsys):
   g_path, s_path = davis_results.csv_paths(results, "val")
   for path in (g_path, s_path):
     open(path, "w").write("stale\n")
-  summary = evaluate_davis.run(root, results, "val", "480p")
+  summary = score_davis.run(root, results, "val", "480p")
   out = capsys.readouterr().out
   assert "Overwriting previous results" in out
   assert davis_results.format_table(summary, "val") in out
@@ -158,6 +158,38 @@ def test_run_overwrites_old_csv(davis, tmp_path, capsys):
     assert f.read().splitlines()[1] == ",".join(
         "%.3f" % summary["global"][c] for c in davis_metrics.GLOBAL_COLUMNS)
   assert "stale" not in open(s_path).read()
+
+
+def test_sequences_scores_part_of_the_set(davis, tmp_path):
+  root, seqs = davis
+  preds = _predictions(seqs)
+  del preds["cat"]  # A partial run: only 'dog' finished.
+  results = write_results(str(tmp_path / "res"), preds)
+  with pytest.raises(FileNotFoundError):
+    score_davis.run(root, results, "val", "480p")
+  only = score_davis.run(root, results, "val", "480p", "dog")
+  whole = davis_results.score_results(
+      root, write_results(str(tmp_path / "all"), _predictions(seqs)))
+  dog = [r for r in whole["per_object"] if r["Sequence"] == "dog_1"]
+  assert only["per_object"] == dog
+  listing = tmp_path / "list.txt"
+  listing.write_text("dog\n")
+  assert score_davis.run(root, results, "val", "480p",
+                         str(listing))["per_object"] == dog
+  with pytest.raises(ValueError, match="unknown videos"):
+    score_davis.run(root, results, "val", "480p", "dog,cow")
+
+
+def test_truncated_frame_names_file_and_frame(davis):
+  root, _ = davis
+  path = os.path.join(root, "JPEGImages", "480p", "dog", "00002.jpg")
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:len(data) // 3])
+  with pytest.raises(ValueError) as info:
+    davis_data.read_video(root, "dog")
+  message = str(info.value)
+  assert "\n" not in message
+  assert path in message and "frame 2 of dog" in message
 
 
 def _error(root, results):  # The one-line message of a scoring error.
@@ -195,7 +227,7 @@ def test_errors(davis, tmp_path):
 
 def _cli(repo, *args):
   env = dict(os.environ, PYTHONPATH=repo)
-  return subprocess.run([sys.executable, "-m", "corrjax.evaluate_davis",
+  return subprocess.run([sys.executable, "-m", "corrjax.score_davis",
                          *args], env=env, capture_output=True, text=True,
                         timeout=300, check=False)
 

@@ -2,8 +2,9 @@
 
 Usage:
 
-  python -m corrjax.evaluate_davis --davis_root=/data/DAVIS \
-      --results_dir=/out/davis_results [--set=val] [--resolution=480p]
+  python -m corrjax.score_davis --davis_root=/data/DAVIS \
+      --results_dir=/out/davis_results [--set=val] [--resolution=480p] \
+      [--sequences=blackswan,bmx-trees | --sequences=/path/list.txt]
 
 `<results_dir>/<sequence>/<frame>.png` are palette (or grayscale) PNGs of
 object ids, one per annotated frame (the first and last are not read). As
@@ -23,6 +24,8 @@ import time
 from absl import app
 from absl import flags
 
+from corrjax.evals import benchmarks
+from corrjax.evals import davis_data
 from corrjax.evals import davis_results
 
 _DAVIS_ROOT = flags.DEFINE_string(
@@ -34,19 +37,26 @@ _RESULTS_DIR = flags.DEFINE_string(
 _SET = flags.DEFINE_string("set", "val", "Subset (ImageSets list) to score.")
 _RESOLUTION = flags.DEFINE_string(
     "resolution", "480p", "Annotations sub-folder: 480p or Full-Resolution.")
+_SEQUENCES = flags.DEFINE_string(
+    "sequences", "", "Score only these: comma-separated names, or a text "
+    "file with one name per line (default: the whole --set list).")
 
 
-def run(davis_root: str, results_dir: str, split: str, resolution: str
-        ) -> dict:
+def run(davis_root: str, results_dir: str, split: str, resolution: str,
+        sequences: str = "") -> dict:
   """Scores, writes the CSVs and prints the tables; returns the summary."""
   start = time.time()
   if not os.path.isdir(davis_root):
     raise FileNotFoundError(f"DAVIS folder {davis_root!r} not found.")
   if not os.path.isdir(results_dir):
     raise FileNotFoundError(f"results folder {results_dir!r} not found.")
+  names = None
+  if sequences:
+    names = benchmarks.select(davis_data.sequence_names(davis_root, split),
+                              sequences)
   print("Evaluating sequences for the semi-supervised task...")
   summary = davis_results.score_results(davis_root, results_dir, split,
-                                        resolution)
+                                        resolution, names)
   old = [p for p in davis_results.csv_paths(results_dir, split)
          if os.path.exists(p)]
   if old:
@@ -68,7 +78,8 @@ def main(argv):
     if not flag.value:
       sys.exit(f"corrjax: error: --{flag.name} is required.")
   try:
-    run(_DAVIS_ROOT.value, _RESULTS_DIR.value, _SET.value, _RESOLUTION.value)
+    run(_DAVIS_ROOT.value, _RESULTS_DIR.value, _SET.value, _RESOLUTION.value,
+        _SEQUENCES.value)
   except (OSError, ValueError) as e:
     sys.exit(f"corrjax: error: {e}")
 

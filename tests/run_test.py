@@ -1,0 +1,101 @@
+"""End to end in-process, one smoke config per method: train, checkpoint,
+evaluate (predictions, overlays, CSVs, TensorBoard); then `--mode=eval`
+and a warm start with frozen parameters. No subprocess (tests/main_test.py
+keeps the command line's errors and interruptions)."""
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from corrjax import checkpointing
+from corrjax import config_defaults
+from corrjax import run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(name):
+  return config_defaults.load(os.path.join(REPO, "configs", name))
+
+
+def _quiet(_):
+  pass
+
+
+@pytest.mark.parametrize("config_name", ["sfc.py:smoke", "crw.py:smoke",
+                                         "moco.py:smoke", "byol.py:smoke"])
+def test_method_trains_and_evaluates(tmp_path, config_name):
+  config = _config(config_name)
+  lines = []
+  out = run.train_and_evaluate(config, str(tmp_path), log=lines.append)
+  assert any(l.startswith("step 4/4 | loss") for l in lines), lines
+  assert checkpointing.complete_steps(tmp_path) == [2, 4]
+  scored = out["synthetic"]["trained"]
+  assert 0.0 <= scored["table"]["J&F"] <= 1.0
+  folder = scored["folder"]
+  assert os.path.basename(folder).startswith("step_4-")
+  for name in ("results.json", "global_results-val.csv",
+               "per-sequence_results-val.csv", "protocol.json"):
+    assert os.path.isfile(os.path.join(folder, name)), name
+  videos = [d for d in os.listdir(folder) if d.startswith("synth_")]
+  assert len(videos) == 2
+  assert len(os.listdir(os.path.join(folder, videos[0]))) == 6
+  assert len(os.listdir(os.path.join(folder, "overlays"))) == 2
+  assert any(f.startswith("events.out.tfevents")
+             for f in os.listdir(tmp_path))
+  if config_name.startswith("moco"):  # The queue is in the checkpoint.
+    state = ocp.StandardCheckpointer().restore(
+        os.path.join(tmp_path, "checkpoints", "4", "default"))
+    queue = np.asarray(state["extra"]["queue"])
+    assert queue.shape == (16, 8)  # Smoke: K = 16 keys of dimension 8.
+    np.testing.assert_allclose(np.linalg.norm(queue, axis=1), 1.0,
+                               rtol=1e-5)
+    assert int(state["extra"]["queue_ptr"]) == (4 * 8) % 16
+
+  # --mode=eval on the workdir reads the saved predictions back.
+  again = []
+  evaluated = run.evaluate_workdir(config, str(tmp_path), log=again.append)
+  assert evaluated["synthetic"]["trained"]["table"] == scored["table"]
+  assert sum("(saved predictions)" in l for l in again) == 2, again
+
+
+def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path):
+  source = str(tmp_path / "source")
+  config = _config("sfc.py:smoke")
+  config.evals = config_defaults.evals()
+  run.train_and_evaluate(config, source, log=_quiet)
+  _, trained = checkpointing.restore_tree(source)
+
+  config = _config("sfc.py:smoke")
+  config.evals = config_defaults.evals()
+  config.seed = 1  # Another init: the copy must be visible.
+  config.model_init.path = source
+  config.model_init.subtrees = ("params/encoder", "batch_stats/encoder")
+  config.optim.frozen = ("^encoder/",)
+  lines = []
+  run.train_and_evaluate(config, str(tmp_path / "warm"), log=lines.append)
+  assert "model_init: params/encoder <- " + source + ":params/encoder" in lines
+  _, warm = checkpointing.restore_tree(str(tmp_path / "warm"))
+  # Frozen: the encoder's parameters are exactly the copied ones ...
+  for a, b in zip(jax.tree_util.tree_leaves(trained["params"]["encoder"]),
+                  jax.tree_util.tree_leaves(warm["params"]["encoder"])):
+    np.testing.assert_array_equal(a, b)
+  # ... while the rest trained from the new init.
+  head_a = jax.tree_util.tree_leaves(trained["params"]["predictor"])
+  head_b = jax.tree_util.tree_leaves(warm["params"]["predictor"])
+  assert any(not np.array_equal(a, b) for a, b in zip(head_a, head_b))
+
+
+def test_warm_start_reports_a_missing_subtree(tmp_path):
+  source = str(tmp_path / "source")
+  config = _config("sfc.py:smoke")
+  config.evals = config_defaults.evals()
+  config.total_steps = 2
+  run.train_and_evaluate(config, source, log=_quiet)
+  config.model_init.path = source
+  config.model_init.subtrees = ("params/encoder=params/nope",)
+  with pytest.raises(ValueError, match="has no 'params/nope'"):
+    run.train_and_evaluate(config, str(tmp_path / "warm"), log=_quiet)
