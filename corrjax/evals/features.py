@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from corrjax.data import normalization
-from corrjax.losses import dense_byol
 from corrjax.models import resnet
+from corrjax.ops import l2norm
 
 
 def make_feature_fn(*, arch: str, width: int, strides: Sequence[int],
@@ -39,7 +39,7 @@ def make_feature_fn(*, arch: str, width: int, strides: Sequence[int],
   def encode(frames):
     x = normalization.normalize(frames, name=normalization_name)
     out = model.apply(variables, x, train=False)[f"stage{num_stages}"]
-    return dense_byol.l2_normalize(out)
+    return l2norm.l2_normalize(out)
 
   def feature_fn(frames: np.ndarray) -> np.ndarray:
     t = len(frames)
@@ -82,8 +82,8 @@ def fuse_feature_fns(feature_fns: Sequence[Callable[[np.ndarray], np.ndarray]],
         raise ValueError(f"fused networks disagree on the cell grid: "
                          f"{parts[0].shape[1:3]} vs {f.shape[1:3]}; use "
                          "the same stride (layer3 at stride 8).")
-      parts.append(weight * dense_byol.l2_normalize(jnp.asarray(f)))
-    return np.asarray(dense_byol.l2_normalize(jnp.concatenate(parts, -1)))
+      parts.append(weight * l2norm.l2_normalize(jnp.asarray(f)))
+    return np.asarray(l2norm.l2_normalize(jnp.concatenate(parts, -1)))
 
   return fused
 

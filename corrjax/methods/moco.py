@@ -42,9 +42,9 @@ import optax
 from corrjax import train_state as train_state_lib
 from corrjax.data import image_views
 from corrjax.data import normalization
-from corrjax.losses import dense_byol
 from corrjax.losses import infonce
 from corrjax.models import image_ssl
+from corrjax.ops import l2norm
 from corrjax.ops import queue as queue_lib
 from corrjax.methods import trunk
 
@@ -159,7 +159,7 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
     out, updates = model.apply(
         {"params": target_params, "batch_stats": state.target_batch_stats},
         x, train=True, method=model.project, mutable=["batch_stats"])
-    return dense_byol.l2_normalize(out["proj"]), updates["batch_stats"]
+    return l2norm.l2_normalize(out["proj"]), updates["batch_stats"]
 
   if bn_group_size and bn_group_size < x_k.shape[0]:
     rng = jax.random.fold_in(state.rng, state.step)
@@ -176,7 +176,7 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
       out, updates = model.apply(
           {"params": params, "batch_stats": state.batch_stats}, x,
           train=True, mutable=["batch_stats"])
-      return dense_byol.l2_normalize(out["proj"]), updates["batch_stats"]
+      return l2norm.l2_normalize(out["proj"]), updates["batch_stats"]
 
     queries, batch_stats = apply_in_groups(query_forward, x_q, bn_group_size)
     loss, terms = infonce.infonce_loss(
