@@ -83,8 +83,8 @@ def two_view_data(**overrides) -> mlc.ConfigDict:
       crop_scale=(0.0, 1.0),
       crop_ratio=(3 / 4, 4 / 3),
       normalization="cifar",
-      num_threads=8,
-      prefetch=4,
+      num_threads=4,
+      prefetch=8,
   ))
   c.update(overrides)
   return c
@@ -213,8 +213,8 @@ def clip_data(**overrides) -> mlc.ConfigDict:
       patch_scale=(0.7, 0.9),
       patch_ratio=(3 / 4, 4 / 3),
       normalization="cifar",  # Applied by the model (videowalk augs.py:10).
-      num_threads=8,
-      prefetch=4,
+      num_threads=4,
+      prefetch=8,
   ))
   c.update(overrides)
   return c
@@ -255,8 +255,8 @@ def image_views_data(**overrides) -> mlc.ConfigDict:
       normalization="imagenet",
       view1=view_augmentation(),
       view2=view_augmentation(),
-      num_threads=8,
-      prefetch=4,
+      num_threads=4,
+      prefetch=8,
   ))
   c.update(overrides)
   return c

@@ -1,4 +1,4 @@
-"""Optimisers, learning-rate schedules and the EMA momentum schedule."""
+"""Optimisers, learning-rate schedules, the EMA momentum and EMA update."""
 
 import re
 
@@ -104,3 +104,21 @@ def ema_momentum(step: jax.Array, total_steps: int,
   k = jnp.asarray(step, jnp.float32)
   return 1.0 - (1.0 - base_momentum) * (jnp.cos(jnp.pi * k / total_steps)
                                         + 1.0) / 2.0
+
+
+def ema_update(target, online, momentum: float | jax.Array):
+  """momentum * target + (1 - momentum) * online, leaf by leaf.
+
+  `optax.incremental_update(online, target, 1 - momentum)`; for momentum in
+  [0.5, 1] (every EMA here) 1 - (1 - momentum) == momentum exactly in
+  float32, so this is bit-identical to `t * momentum + o * (1 - momentum)`.
+
+  Args:
+    target: the EMA pytree (e.g. target_params).
+    online: a pytree of the same structure (the online weights).
+    momentum: scalar m (Python float or float32 [] array).
+
+  Returns:
+    the new target, structure and dtypes of `target`.
+  """
+  return optax.incremental_update(online, target, 1.0 - momentum)

@@ -78,6 +78,17 @@ def test_ema_momentum_is_the_reference_cosine():
   assert float(optim.ema_momentum(total, total, base)) == pytest.approx(1.0)
 
 
+def test_ema_update_is_bitwise_the_hand_written_ema():
+  rng = np.random.default_rng(0)
+  target = {"w": jnp.asarray(rng.normal(size=(64,)), jnp.float32)}
+  online = {"w": jnp.asarray(rng.normal(size=(64,)), jnp.float32)}
+  for m in (0.5, 0.99, 0.999, optim.ema_momentum(3, 10, 0.99),
+            jnp.float32(0.9960001)):
+    expected = target["w"] * m + online["w"] * (1.0 - m)
+    got = optim.ema_update(target, online, m)["w"]
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_multistep_matches_torch_multisteplr():
   torch = pytest.importorskip("torch")
   config = _optim_config(schedule="multistep")

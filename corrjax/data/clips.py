@@ -23,11 +23,11 @@ Clips, as in videowalk's training (`code/train.py:86-99,130-149`):
 - Each clip then goes through crw_augment.crw_patches (independent crops
   per frame and per patch; the evidence is in that module's docstring).
 
-Determinism: global example e = (step - 1) * global_batch + position feeds
-independent generators (epoch order, per-video clip choice, retries, crops)
-seeded by (seed, stream, ...), so the batch of a step is a pure function of
-(seed, step) and the data, and a resumed run needs no iterator state. Host p
-of n builds positions [p B / n, (p + 1) B / n). Videos that cannot be indexed,
+Determinism: global example e = (step - 1) * global_batch + position
+(`data/sampler.py`) feeds independent generators (epoch order, per-video
+clip choice, retries, crops) seeded by (seed, stream, ...), so the batch of
+a step is a pure function of (seed, step) and the data, and a resumed run
+needs no iterator state. Videos that cannot be indexed,
 or are too short for one clip, are skipped; a clip that fails to decode is
 replaced by a clip drawn from the example's retry generator, so the result
 still depends only on (seed, step) and the files. Either way the video gets
@@ -35,20 +35,18 @@ one warning and a place in `bad_frames`.
 """
 
 import glob
-import logging
 import math
 import os
 import re
 import threading
 
-import grain
-import jax
 import ml_collections
 import numpy as np
 from PIL import Image
 
 from corrjax.data import crw_augment
 from corrjax.data import frames as frames_lib
+from corrjax.data import sampler as sampler_lib
 from corrjax.data import synthetic
 from corrjax.data import video_files
 
@@ -202,7 +200,7 @@ class EpochClipSampler:
 
 
 class ClipLoader:
-  """Callable: global example index -> its clip's frames.
+  """Global example index -> its clip's frames (`load`, `examples`).
 
   Args:
     videos: a source with `__len__`, `describe(v)`, `num_frames(v)`,
@@ -228,8 +226,8 @@ class ClipLoader:
     self._videos, self._clip_len, self._seed = videos, clip_len, seed
     self._stride, self._rate = frame_stride, frame_rate
     self._lock = threading.Lock()
-    self._bad_videos, self._bad_clips = set(), set()
-    self.bad_frames: set[str] = set()
+    self._bad_videos = sampler_lib.BadItems()
+    self._bad_clips = set()
     num_clips = []
     for v in range(len(videos)):
       timeline, gap = self._timeline(v)
@@ -259,16 +257,16 @@ class ClipLoader:
     timeline, gap = self._timeline(video)
     return timeline[clip + gap * np.arange(self._clip_len)]
 
+  @property
+  def bad_frames(self) -> set[str]:
+    """Descriptions of the videos with problems so far."""
+    return {self._videos.describe(v) for v in self._bad_videos.keys()}
+
   def _report_bad(self, video: int, action: str, why: str) -> None:
     """Counts a video with unreadable parts; warns the first time."""
-    with self._lock:
-      first_time = video not in self._bad_videos
-      self._bad_videos.add(video)
-      self.bad_frames.add(self._videos.describe(video))
-      count = len(self._bad_videos)
-    if first_time:
-      logging.warning("%s %s: %s; %d videos with problems so far", action,
-                      self._videos.describe(video), why, count)
+    self._bad_videos.record(
+        video, "%s %s: %s; %d videos with problems so far", action,
+        self._videos.describe(video), why)
 
   def load(self, example: int) -> tuple[int, np.ndarray, np.ndarray]:
     """(video, frame indices [T], uint8 frames [T, H, W, 3]) of an example.
@@ -284,7 +282,7 @@ class ClipLoader:
         frames = self.clip_frames(video, clip)
         try:
           return video, frames, self._videos.load(video, frames)
-        except (OSError, ValueError, SyntaxError) as e:  # PIL, PyAV errors.
+        except sampler_lib.UNREADABLE_ERRORS as e:
           with self._lock:
             self._bad_clips.add((video, clip))
           self._report_bad(video, "skipping unreadable clips of", str(e))
@@ -293,8 +291,13 @@ class ClipLoader:
                   f"({len(self._bad_videos)} of {len(self._videos)} videos "
                   "bad); is the data folder corrupt?")
 
-  def __call__(self, example: int) -> dict[str, np.ndarray]:
-    return {"example": np.int64(example), "frames": self.load(example)[2]}
+  def examples(self, transform):
+    """Global example index -> transform(example, its clip's frames).
+
+    Args:
+      transform: (example index, uint8 [T, H, W, 3]) -> dict of arrays.
+    """
+    return lambda example: transform(int(example), self.load(example)[2])
 
 
 def clip_videos(data: ml_collections.ConfigDict):
@@ -316,41 +319,6 @@ def clip_videos(data: ml_collections.ConfigDict):
   return video_files.VideoFiles(data.root, data.pattern or "**/*.mp4",
                                 cache_path=data.index_cache,
                                 num_threads=data.num_threads)
-
-
-def clip_batches(loader: ClipLoader, transform, data, *,
-                 global_batch_size: int, start_step: int, total_steps: int):
-  """This host's batches for steps start_step + 1 .. total_steps.
-
-  Args:
-    loader: the ClipLoader (global example index -> frames).
-    transform: (example index, uint8 [T, H, W, 3]) -> dict of arrays.
-    data: clip data config (num_threads, prefetch).
-    global_batch_size: clips per step over all hosts.
-    start_step: the last step already done (0 for a fresh run).
-    total_steps: the last step.
-
-  Returns:
-    Iterator of dicts of numpy arrays with leading dim
-    global_batch_size / process_count.
-  """
-  hosts, host = jax.process_count(), jax.process_index()
-  if global_batch_size % hosts:
-    raise ValueError(f"batch size {global_batch_size} is not divisible by "
-                     f"the {hosts} hosts.")
-  local = global_batch_size // hosts
-
-  def example_index(i):
-    step, position = divmod(int(i), local)  # step: 0-based, = train step - 1.
-    return step * global_batch_size + host * local + position
-
-  dataset = (grain.MapDataset.range(start_step * local, total_steps * local)
-             .map(example_index).map(loader)
-             .map(lambda x: transform(int(x["example"]), x["frames"]))
-             .batch(local, drop_remainder=True))
-  options = grain.ReadOptions(num_threads=data.num_threads,
-                              prefetch_buffer_size=data.prefetch)
-  return iter(dataset.to_iter_dataset(options))
 
 
 def clip_loader(data: ml_collections.ConfigDict, *, seed: int) -> ClipLoader:
@@ -379,7 +347,8 @@ def crw_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
         patch_stride=data.patch_stride, patch_scale=data.patch_scale,
         patch_ratio=data.patch_ratio)}
 
-  batches = clip_batches(loader, transform, data,
-                         global_batch_size=global_batch_size,
-                         start_step=start_step, total_steps=total_steps)
+  batches = sampler_lib.host_batches(
+      loader.examples(transform), global_batch_size=global_batch_size,
+      start_step=start_step, total_steps=total_steps,
+      num_threads=data.num_threads, prefetch=data.prefetch)
   return batches, loader

@@ -5,29 +5,27 @@ ImageNet `train/` tree), a tfds image dataset read by random access
 (`tfds.data_source`, e.g. 'imagenet2012'), or the embedded synthetic frames.
 
 As in `data/pipeline.py`, the batch of step s is a pure function of
-(seed, s): global example e = step * B + position reads image
-order_epoch[e mod N] with epoch = e // N, where order_epoch is a seeded
-permutation of the N images (sampling without replacement within an epoch,
-like the reference's shuffled DataLoader; epochs may straddle a batch), and
-draws both views from np.random.Generator(PCG64(SeedSequence([seed, e]))).
-Host p of n builds positions [p * B / n, (p + 1) * B / n) of each batch.
+(seed, s): global example e (`data/sampler.py`: (s - 1) * B + position)
+reads image order_epoch[e mod N] with epoch = e // N, where order_epoch is
+a seeded permutation of the N images (sampling without replacement within
+an epoch, like the reference's shuffled DataLoader; epochs may straddle a
+batch), and draws both views from
+np.random.Generator(PCG64(SeedSequence([seed, e]))).
 
 Each view is torchvision's RandomResizedCrop (`data/augment.py`, bilinear)
 followed by `color_augment.augment_view` with the view's own config
 (MoCo v2: identical views, `moco/loader.py:12-21`; BYOL: asymmetric).
 """
 
-import logging
 import threading
 
-import grain
-import jax
 import ml_collections
 import numpy as np
 
 from corrjax.data import augment
 from corrjax.data import color_augment
 from corrjax.data import pipeline
+from corrjax.data import sampler
 
 _MAX_BAD_IMAGES_PER_EXAMPLE = 100
 
@@ -92,7 +90,12 @@ class TwoViews:
     self._seed = seed
     self._lock = threading.Lock()
     self._orders: dict[int, np.ndarray] = {}
-    self.bad_frames: set[int] = set()
+    self._bad = sampler.BadItems()
+
+  @property
+  def bad_frames(self) -> set[int]:
+    """Indices of the unreadable images skipped so far."""
+    return self._bad.keys()
 
   def _order(self, epoch: int) -> np.ndarray:
     """The seeded image order of `epoch` (the last two are cached)."""
@@ -117,21 +120,16 @@ class TwoViews:
       index = self.image_index(example + attempt * 7919)  # A prime stride.
       try:
         image = self._images.load(index)
-      except (OSError, ValueError, SyntaxError) as e:  # PIL decode errors.
-        with self._lock:
-          first_time = index not in self.bad_frames
-          self.bad_frames.add(index)
-          count = len(self.bad_frames)
-        if first_time:
-          logging.warning("skipping unreadable image %s (%s); %d skipped so "
-                          "far", self._images.describe(index), e, count)
+      except sampler.UNREADABLE_ERRORS as e:
+        self._bad.record(index, "skipping unreadable image %s (%s); %d "
+                         "skipped so far", self._images.describe(index), e)
         continue
       if image.ndim != 3 or image.shape[0] < 2 or image.shape[1] < 2:
         raise ValueError(f"image {self._images.describe(index)} has shape "
                          f"{image.shape}; expected [H >= 2, W >= 2, 3].")
       return image
     raise OSError(f"{_MAX_BAD_IMAGES_PER_EXAMPLE} unreadable images in a row "
-                  f"({len(self.bad_frames)} of {len(self._images)} known "
+                  f"({len(self._bad)} of {len(self._images)} known "
                   "bad); is the data corrupt?")
 
   def _view(self, rng, image, aug):
@@ -151,14 +149,15 @@ class TwoViews:
 def two_view_batches(images, data: ml_collections.ConfigDict, *,
                      global_batch_size: int, start_step: int,
                      total_steps: int, seed: int):
-  """Iterator over this host's batches for steps start_step + 1 ..
+  """This host's batches of train steps start_step + 1 .. total_steps.
 
   Args:
     images: a source with `__len__`, `load(i)` and `describe(i)`.
     data: `config.data` (crop_size, crop_scale, crop_ratio, view1, view2,
       num_threads, prefetch).
     global_batch_size: examples per step over all hosts.
-    start_step: steps already done (the restored step when resuming).
+    start_step: train steps already done (0, or the restored step when
+      resuming); see `sampler.host_batches`.
     total_steps: the last step.
     seed: data seed.
 
@@ -166,17 +165,9 @@ def two_view_batches(images, data: ml_collections.ConfigDict, *,
     (iterator of {"view1", "view2": uint8 [B / hosts, S, S, 3]} numpy
     dicts, the TwoViews callable whose `bad_frames` counts skipped images).
   """
-  hosts, host = jax.process_count(), jax.process_index()
-  local = global_batch_size // hosts
   views = TwoViews(images, data, seed=seed)
-
-  def example_index(i):
-    step, position = divmod(int(i), local)
-    return step * global_batch_size + host * local + position
-
-  dataset = (grain.MapDataset.range(start_step * local, total_steps * local)
-             .map(example_index).map(views)
-             .batch(local, drop_remainder=True))
-  options = grain.ReadOptions(num_threads=data.num_threads,
-                              prefetch_buffer_size=data.prefetch)
-  return iter(dataset.to_iter_dataset(options)), views
+  batches = sampler.host_batches(
+      views, global_batch_size=global_batch_size, start_step=start_step,
+      total_steps=total_steps, num_threads=data.num_threads,
+      prefetch=data.prefetch)
+  return batches, views

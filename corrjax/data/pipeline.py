@@ -7,21 +7,17 @@ batches of an uninterrupted run. grain gives that model (map over an index
 range) with thread-parallel decoding and prefetching and no TensorFlow graph;
 its PIL-based crops are those of the reference's torchvision transforms.
 
-Example e (global index step * global_batch + position) draws its frame and
-both crops from np.random.Generator(PCG64(SeedSequence([seed, e]))). Host p
-of n builds positions [p * B / n, (p + 1) * B / n) of each global batch.
+Example e (the global index of `data/sampler.py`, (train step - 1) *
+global_batch + position) draws its frame and both crops from
+np.random.Generator(PCG64(SeedSequence([seed, e]))).
 """
 
-import logging
-import threading
-
-import grain
-import jax
 import ml_collections
 import numpy as np
 
 from corrjax.data import augment
 from corrjax.data import frames as frames_lib
+from corrjax.data import sampler
 from corrjax.data import synthetic
 
 _MAX_BAD_FRAMES_PER_EXAMPLE = 100
@@ -37,8 +33,12 @@ class TwoViewCrops:
     self._size = size
     self._scale = tuple(scale)
     self._ratio = tuple(ratio)
-    self._lock = threading.Lock()
-    self.bad_frames: set[int] = set()
+    self._bad = sampler.BadItems()
+
+  @property
+  def bad_frames(self) -> set[int]:
+    """Indices of the unreadable frames skipped so far."""
+    return self._bad.keys()
 
   def _load(self, rng: np.random.Generator) -> np.ndarray:
     """A frame chosen by `rng`; unreadable ones are skipped with a warning."""
@@ -46,21 +46,16 @@ class TwoViewCrops:
       index = int(rng.integers(len(self._frames)))
       try:
         frame = self._frames.load(index)
-      except (OSError, ValueError, SyntaxError) as e:  # PIL's decode errors.
-        with self._lock:
-          first_time = index not in self.bad_frames
-          self.bad_frames.add(index)
-          count = len(self.bad_frames)
-        if first_time:
-          logging.warning("skipping unreadable frame %s (%s); %d skipped so "
-                          "far", self._frames.describe(index), e, count)
+      except sampler.UNREADABLE_ERRORS as e:
+        self._bad.record(index, "skipping unreadable frame %s (%s); %d "
+                         "skipped so far", self._frames.describe(index), e)
         continue
       if frame.shape[0] < 2 or frame.shape[1] < 2:
         raise ValueError(f"frame {self._frames.describe(index)} is smaller "
                          "than 2x2 pixels.")
       return frame
     raise OSError(f"{_MAX_BAD_FRAMES_PER_EXAMPLE} unreadable frames in a row "
-                  f"({len(self.bad_frames)} of {len(self._frames)} known bad)"
+                  f"({len(self._bad)} of {len(self._frames)} known bad)"
                   "; is the data folder corrupt?")
 
   def __call__(self, example: int) -> dict[str, np.ndarray]:
@@ -76,35 +71,29 @@ class TwoViewCrops:
 def two_view_batches(frames, config: ml_collections.ConfigDict, *,
                      global_batch_size: int, start_step: int,
                      total_steps: int, seed: int):
-  """Iterator over this host's batches for steps [start_step, total_steps).
+  """This host's batches of train steps start_step + 1 .. total_steps.
 
   Args:
     frames: a source with `__len__`, `load(i)` and `describe(i)`.
     config: `data` config (crop_size, crop_scale, crop_ratio, num_threads,
       prefetch).
     global_batch_size: examples per step over all hosts.
-    start_step: first step to produce (the restored step when resuming).
-    total_steps: one past the last step.
+    start_step: train steps already done (0, or the restored step when
+      resuming); see `sampler.host_batches`.
+    total_steps: the last train step.
     seed: data seed.
 
   Returns:
     (iterator of dicts of uint8/float32 numpy arrays with leading dim
     global_batch_size / process_count, the TwoViewCrops for its counters).
   """
-  hosts, host = jax.process_count(), jax.process_index()
-  local = global_batch_size // hosts
   crops = TwoViewCrops(frames, seed=seed, size=config.crop_size,
                        scale=config.crop_scale, ratio=config.crop_ratio)
-
-  def example_index(i):
-    step, position = divmod(int(i), local)
-    return step * global_batch_size + host * local + position
-
-  dataset = (grain.MapDataset.range(start_step * local, total_steps * local)
-             .map(example_index).map(crops).batch(local, drop_remainder=True))
-  options = grain.ReadOptions(num_threads=config.num_threads,
-                              prefetch_buffer_size=config.prefetch)
-  return iter(dataset.to_iter_dataset(options)), crops
+  batches = sampler.host_batches(
+      crops, global_batch_size=global_batch_size, start_step=start_step,
+      total_steps=total_steps, num_threads=config.num_threads,
+      prefetch=config.prefetch)
+  return batches, crops
 
 
 def training_frames(data: ml_collections.ConfigDict):

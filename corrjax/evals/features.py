@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from corrjax.data import normalization
-from corrjax.losses import dense_byol
 from corrjax.models import resnet
+from corrjax.ops import l2norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ def trunk_encoder(*, arch: str, width: int, padding_mode: str,
   def apply(variables, frames):
     x = normalization.normalize(frames, name=normalization_name)
     out = model.apply(variables, x, train=False)[f"stage{num_stages}"]
-    return dense_byol.l2_normalize(out)
+    return l2norm.l2_normalize(out)
 
   stride = 4 * int(np.prod(strides[:num_stages]))
   return Encoder(apply=apply, stride=stride)
@@ -104,8 +104,8 @@ def fuse_feature_fns(feature_fns: Sequence[Callable[[np.ndarray], np.ndarray]],
         raise ValueError(f"fused networks disagree on the cell grid: "
                          f"{parts[0].shape[1:3]} vs {f.shape[1:3]}; use "
                          "the same stride (layer3 at stride 8).")
-      parts.append(weight * dense_byol.l2_normalize(jnp.asarray(f)))
-    return np.asarray(dense_byol.l2_normalize(jnp.concatenate(parts, -1)))
+      parts.append(weight * l2norm.l2_normalize(jnp.asarray(f)))
+    return np.asarray(l2norm.l2_normalize(jnp.concatenate(parts, -1)))
 
   return fused
 

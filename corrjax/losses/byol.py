@@ -9,7 +9,7 @@ vs target1, then the batch mean).
 import jax
 import jax.numpy as jnp
 
-from corrjax.losses import dense_byol
+from corrjax.ops import l2norm
 
 
 def regression_loss(*, pred: jax.Array, target: jax.Array) -> jax.Array:
@@ -22,8 +22,8 @@ def regression_loss(*, pred: jax.Array, target: jax.Array) -> jax.Array:
   Returns:
     float [B] in [0, 4].
   """
-  pred = dense_byol.l2_normalize(pred)
-  target = jax.lax.stop_gradient(dense_byol.l2_normalize(target))
+  pred = l2norm.l2_normalize(pred)
+  target = jax.lax.stop_gradient(l2norm.l2_normalize(target))
   return 2.0 - 2.0 * jnp.sum(pred * target, axis=-1)
 
 

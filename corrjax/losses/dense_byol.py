@@ -4,12 +4,7 @@ import jax
 import jax.numpy as jnp
 
 from corrjax.ops import geometry
-
-
-def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
-  """torch.nn.functional.normalize: x / max(||x||, eps)."""
-  norm = jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True))
-  return x / jnp.maximum(norm, eps)
+from corrjax.ops import l2norm
 
 
 def regression_loss(*, pred: jax.Array, target: jax.Array,
@@ -55,9 +50,9 @@ def symmetric_loss(*, pred1: jax.Array, pred2: jax.Array, target1: jax.Array,
     (loss, terms): the scalar loss and {"loss_12", "loss_21",
     "positives_per_cell"} for logging.
   """
-  pred1, pred2 = l2_normalize(pred1), l2_normalize(pred2)
-  target1 = jax.lax.stop_gradient(l2_normalize(target1))
-  target2 = jax.lax.stop_gradient(l2_normalize(target2))
+  pred1, pred2 = l2norm.l2_normalize(pred1), l2norm.l2_normalize(pred2)
+  target1 = jax.lax.stop_gradient(l2norm.l2_normalize(target1))
+  target2 = jax.lax.stop_gradient(l2norm.l2_normalize(target2))
   loss_12 = regression_loss(pred=pred1, target=target2, boxes_pred=boxes1,
                             boxes_target=boxes2, radius=radius)
   loss_21 = regression_loss(pred=pred2, target=target1, boxes_pred=boxes2,

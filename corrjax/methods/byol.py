@@ -33,6 +33,7 @@ from corrjax import train_state as train_state_lib
 from corrjax.data import normalization
 from corrjax.losses import byol as byol_loss
 from corrjax.methods import moco
+from corrjax.methods import step_tail
 from corrjax.models import image_ssl
 
 TARGET_KEYS = moco.TARGET_KEYS
@@ -100,20 +101,16 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+  new_state, update_metrics = step_tail.apply_gradients(
+      state, grads, tx=tx, schedule=schedule)
   tau = optim.ema_momentum(state.step, total_steps, base_momentum)
-  target_params = jax.tree_util.tree_map(
-      lambda t, o: t + (1.0 - tau) * (o - t), state.target_params,
-      {k: params[k] for k in TARGET_KEYS})
-  new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats,
-      opt_state=opt_state, target_params=target_params,
+  target_params = optim.ema_update(
+      state.target_params, {k: new_state.params[k] for k in TARGET_KEYS},
+      tau)
+  new_state = new_state.replace(
+      batch_stats=batch_stats, target_params=target_params,
       target_batch_stats=jax.lax.stop_gradient(target_stats))
-  metrics = {"loss": loss, **terms, "tau": tau, "lr": schedule(state.step),
-             "grad_norm": optax.tree.norm(grads),
-             "param_norm": optax.tree.norm(params)}
-  return new_state, metrics
+  return new_state, {"loss": loss, **terms, "tau": tau, **update_metrics}
 
 
 def bind_train_step(config: ml_collections.ConfigDict, *,

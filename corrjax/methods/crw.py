@@ -29,6 +29,7 @@ from corrjax.data import clips
 from corrjax.data import normalization
 from corrjax.losses import walk
 from corrjax.models import crw
+from corrjax.methods import step_tail
 from corrjax.methods import trunk
 
 
@@ -94,14 +95,10 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(step=state.step + 1, params=params,
-                            batch_stats=batch_stats, opt_state=opt_state)
-  metrics = {"loss": loss, **terms, "lr": schedule(state.step),
-             "grad_norm": optax.tree.norm(grads),
-             "param_norm": optax.tree.norm(params)}
-  return new_state, metrics
+  new_state, update_metrics = step_tail.apply_gradients(
+      state, grads, tx=tx, schedule=schedule)
+  new_state = new_state.replace(batch_stats=batch_stats)
+  return new_state, {"loss": loss, **terms, **update_metrics}
 
 
 def bind_train_step(config: ml_collections.ConfigDict, *,

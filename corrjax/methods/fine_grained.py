@@ -22,6 +22,7 @@ from corrjax.data import normalization
 from corrjax.data import pipeline
 from corrjax.losses import dense_byol
 from corrjax.models import fine_grained
+from corrjax.methods import step_tail
 from corrjax.methods import trunk
 
 TARGET_KEYS = ("encoder", "projector")
@@ -81,9 +82,8 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
                                 name=normalization_name)
   x1, x2 = normalize(batch["view1"]), normalize(batch["view2"])
   tau = optim.ema_momentum(state.step, total_steps, base_momentum)
-  target_params = jax.tree_util.tree_map(
-      lambda t, o: t * tau + o * (1.0 - tau), state.target_params,
-      {k: state.params[k] for k in TARGET_KEYS})
+  target_params = optim.ema_update(
+      state.target_params, {k: state.params[k] for k in TARGET_KEYS}, tau)
 
   def target_forward(x, stats):
     out, updates = model.apply(
@@ -109,17 +109,12 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats,
-      opt_state=opt_state, target_params=target_params,
+  new_state, update_metrics = step_tail.apply_gradients(
+      state, grads, tx=tx, schedule=schedule)
+  new_state = new_state.replace(
+      batch_stats=batch_stats, target_params=target_params,
       target_batch_stats=jax.lax.stop_gradient(target_stats))
-  metrics = {"loss": loss, **terms, "tau": tau,
-             "lr": schedule(state.step),
-             "grad_norm": optax.tree.norm(grads),
-             "param_norm": optax.tree.norm(params)}
-  return new_state, metrics
+  return new_state, {"loss": loss, **terms, "tau": tau, **update_metrics}
 
 
 def bind_train_step(config: ml_collections.ConfigDict, *,

@@ -39,13 +39,15 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from corrjax import optim
 from corrjax import train_state as train_state_lib
 from corrjax.data import image_views
 from corrjax.data import normalization
-from corrjax.losses import dense_byol
 from corrjax.losses import infonce
 from corrjax.models import image_ssl
+from corrjax.ops import l2norm
 from corrjax.ops import queue as queue_lib
+from corrjax.methods import step_tail
 from corrjax.methods import trunk
 
 TARGET_KEYS = ("encoder", "projector")
@@ -151,15 +153,15 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
   normalize = functools.partial(normalization.normalize,
                                 name=normalization_name)
   x_q, x_k = normalize(batch["view1"]), normalize(batch["view2"])
-  target_params = jax.tree_util.tree_map(
-      lambda t, o: t * momentum + o * (1.0 - momentum), state.target_params,
-      {k: state.params[k] for k in TARGET_KEYS})
+  target_params = optim.ema_update(
+      state.target_params, {k: state.params[k] for k in TARGET_KEYS},
+      momentum)
 
   def key_forward(x):
     out, updates = model.apply(
         {"params": target_params, "batch_stats": state.target_batch_stats},
         x, train=True, method=model.project, mutable=["batch_stats"])
-    return dense_byol.l2_normalize(out["proj"]), updates["batch_stats"]
+    return l2norm.l2_normalize(out["proj"]), updates["batch_stats"]
 
   if bn_group_size and bn_group_size < x_k.shape[0]:
     rng = jax.random.fold_in(state.rng, state.step)
@@ -176,7 +178,7 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
       out, updates = model.apply(
           {"params": params, "batch_stats": state.batch_stats}, x,
           train=True, mutable=["batch_stats"])
-      return dense_byol.l2_normalize(out["proj"]), updates["batch_stats"]
+      return l2norm.l2_normalize(out["proj"]), updates["batch_stats"]
 
     queries, batch_stats = apply_in_groups(query_forward, x_q, bn_group_size)
     loss, terms = infonce.infonce_loss(
@@ -189,18 +191,15 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
   grad_norm = optax.tree.norm(grads)
   if extra_weight_decay:
     grads = decay_non_kernels(grads, state.params, extra_weight_decay)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+  new_state, update_metrics = step_tail.apply_gradients(
+      state, grads, tx=tx, schedule=schedule, grad_norm=grad_norm)
   queue, queue_ptr = queue_lib.enqueue(
       state.extra["queue"], state.extra["queue_ptr"], keys)
-  new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats,
-      opt_state=opt_state, target_params=target_params,
+  new_state = new_state.replace(
+      batch_stats=batch_stats, target_params=target_params,
       target_batch_stats=jax.lax.stop_gradient(target_stats),
       extra={"queue": queue, "queue_ptr": queue_ptr})
-  metrics = {"loss": loss, **terms, "lr": schedule(state.step),
-             "grad_norm": grad_norm, "param_norm": optax.tree.norm(params)}
-  return new_state, metrics
+  return new_state, {"loss": loss, **terms, **update_metrics}
 
 
 def bind_train_step(config: ml_collections.ConfigDict, *,

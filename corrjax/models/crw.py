@@ -17,11 +17,7 @@ import jax.numpy as jnp
 
 from corrjax.models import heads
 from corrjax.models import resnet
-
-
-def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """F.normalize(x, dim=-1): x / max(||x||, eps)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+from corrjax.ops import l2norm
 
 
 class SelfSimHead(nn.Module):
@@ -103,7 +99,7 @@ class CRWNet(nn.Module):
     feats = encoder(patches.reshape(-1, *patches.shape[3:]), train)
     maps = feats[f"stage{len(self.strides)}"]
     pooled = jnp.mean(maps, axis=(1, 2))  # `model.py:107`.
-    nodes = _l2_normalize(SelfSimHead(self.head_depth, self.embed_dim,
-                                      name="selfsim_fc")(pooled))
+    nodes = l2norm.l2_normalize(SelfSimHead(
+        self.head_depth, self.embed_dim, name="selfsim_fc")(pooled))
     return {"nodes": nodes.reshape(*lead, nodes.shape[-1]),
             "maps": maps.reshape(*lead, *maps.shape[1:])}

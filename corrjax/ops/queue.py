@@ -14,6 +14,8 @@ depend on how (tests/ops/queue_test.py).
 import jax
 import jax.numpy as jnp
 
+from corrjax.ops import l2norm
+
 
 def init_queue(rng: jax.Array, *, size: int, dim: int) -> dict[str, jax.Array]:
   """A queue of `size` random unit keys and a zero pointer.
@@ -30,8 +32,7 @@ def init_queue(rng: jax.Array, *, size: int, dim: int) -> dict[str, jax.Array]:
   if size < 1 or dim < 1:
     raise ValueError(f"queue size {size} and dim {dim} must be positive.")
   keys = jax.random.normal(rng, (size, dim), jnp.float32)
-  keys = keys / jnp.maximum(
-      jnp.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+  keys = l2norm.l2_normalize(keys)
   return {"queue": keys, "queue_ptr": jnp.zeros((), jnp.int32)}
 
 
