@@ -181,11 +181,13 @@ def test_bad_config_file_or_argument_is_one_line(config, message):
     ("/nonexistent/frames", "does not exist"),
 ])
 def test_bad_data_root_is_one_clear_line(tmp_path, root, message):
-  result = _cli("--config=configs/fc.py", f"--workdir={tmp_path}",
+  result = _cli("--config=configs/fc.py", f"--workdir={tmp_path / 'w'}",
                 f"--config.data.root={root}")
   assert result.returncode == 1
-  last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith("corrjax: error:") and message in last
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, lines
+  assert lines[0].startswith("corrjax: error:") and message in lines[0]
+  assert not os.path.exists(tmp_path / "w")  # Nothing was written.
 
 
 def test_batch_not_divisible_by_devices_is_one_clear_line(tmp_path):
@@ -197,3 +199,29 @@ def test_batch_not_divisible_by_devices_is_one_clear_line(tmp_path):
   last = result.stderr.strip().splitlines()[-1]
   assert result.returncode == 1
   assert "batch size 6 is not divisible by the 4 devices" in last
+
+
+def test_unexpected_error_is_one_line_naming_the_log(tmp_path, monkeypatch,
+                                                     capsys):
+  """In process: main() with a training that fails in an unforeseen way."""
+  from corrjax import main as main_lib  # pylint: disable=g-import-not-at-top
+  from corrjax import run  # pylint: disable=g-import-not-at-top
+
+  def broken(*args, **kwargs):
+    raise RuntimeError("something deep\nwent wrong")
+
+  monkeypatch.setattr(run, "train_and_evaluate", broken)
+  workdir = tmp_path / "w"
+  main_lib.parse_flags(["corrjax", f"--config={REPO}/configs/sfc.py:smoke",
+                        f"--workdir={workdir}"])
+  try:
+    with pytest.raises(SystemExit) as exit_info:
+      main_lib.main(["corrjax"])
+  finally:
+    main_lib.flags.FLAGS.unparse_flags()
+  assert exit_info.value.code == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  log = workdir / "corrjax.log"
+  assert err == [f"corrjax: error: RuntimeError: went wrong (traceback in "
+                 f"{log})"]
+  assert "Traceback" in log.read_text() and "something deep" in log.read_text()
