@@ -79,7 +79,6 @@ def inter_log_mass(query: jax.Array, negatives: jax.Array,
   Returns:
     float [B, h, w]; -inf where item b has no negative.
   """
-  p2 = (2 * radius + 1) ** 2
   windows = recon.unfold_windows(query, radius)  # [B, h, w, P2, C].
   logits = jnp.einsum("nhwc,bhwdc->bnhwd", negatives, windows,
                       precision=jax.lax.Precision.HIGHEST)
@@ -95,8 +94,8 @@ def inter_log_mass(query: jax.Array, negatives: jax.Array,
   # symmetric, so -d_k is index P2 - 1 - k.
   log_count = jnp.log(jnp.maximum(count, 1).astype(query.dtype))
   shifted = recon.unfold_windows(per_cell, radius, pad_value=log_count)
-  terms = jnp.stack([shifted[:, :, :, k, p2 - 1 - k] for k in range(p2)],
-                    axis=-1)
+  # terms[..., k] = shifted[..., k, P2 - 1 - k], the anti-diagonal.
+  terms = jnp.diagonal(jnp.flip(shifted, -1), axis1=-2, axis2=-1)
   mass = jax.nn.logsumexp(terms, axis=-1)
   return jnp.where(has[:, None, None], mass, -jnp.inf)
 

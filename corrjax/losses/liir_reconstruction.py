@@ -30,6 +30,21 @@ def smooth_l1(x: jax.Array, y: jax.Array, beta: float = 1.0) -> jax.Array:
   return jnp.mean(jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta))
 
 
+def _patches(x: jax.Array, window: tuple[int, int],
+             padding: tuple[int, int]) -> jax.Array:
+  """float [B, h, w, C, wy * wx]: zero-padded windows, row-major offsets.
+
+  HIGHEST precision: the patches are a conv with one-hot filters, which
+  TF32 would round.
+  """
+  b, h, w, c = x.shape
+  out = jax.lax.conv_general_dilated_patches(
+      x, window, (1, 1), [(padding[0],) * 2, (padding[1],) * 2],
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=jax.lax.Precision.HIGHEST)
+  return out.reshape(b, h, w, c, window[0] * window[1])
+
+
 def unfold_windows(x: jax.Array, radius: int,
                    pad_value: float | jax.Array = 0.0) -> jax.Array:
   """Every cell's (2r + 1)^2 window: `F.unfold(x, 2r + 1, padding=r)`.
@@ -42,14 +57,10 @@ def unfold_windows(x: jax.Array, radius: int,
   Returns:
     float [B, h, w, P*P, C]; [b, i, j, k] = x[b, i + dy_k, j + dx_k].
   """
-  b, h, w, c = x.shape
   p = 2 * radius + 1
-  pad_value = jnp.broadcast_to(jnp.asarray(pad_value, x.dtype), (b,))
-  canvas = jnp.broadcast_to(pad_value[:, None, None, None],
-                            (b, h + 2 * radius, w + 2 * radius, c))
-  padded = jax.lax.dynamic_update_slice(canvas, x, (0, radius, radius, 0))
-  return jnp.stack([padded[:, dy:dy + h, dx:dx + w]
-                    for dy in range(p) for dx in range(p)], axis=3)
+  offset = jnp.reshape(jnp.asarray(pad_value, x.dtype), (-1, 1, 1, 1))
+  windows = _patches(x - offset, (p, p), (radius, radius))
+  return jnp.swapaxes(windows, -1, -2) + offset[..., None]
 
 
 def local_correlation(query: jax.Array, ref: jax.Array,
@@ -58,7 +69,8 @@ def local_correlation(query: jax.Array, ref: jax.Array,
 
   `colorizer_momen.py:72-77,131` (patch 13) and `:65-70,135` (patch 7);
   semantics out[b, k, i, j] = <in1[b, :, i, j], in2[b, :, i + dy, j + dx]>,
-  zero outside (liir_maskvos.md §7).
+  zero outside (liir_maskvos.md §7). One row offset dy at a time, so at
+  most B h w C P floats of windows exist at once.
 
   Args:
     query: float [B, h, w, C].
@@ -68,11 +80,14 @@ def local_correlation(query: jax.Array, ref: jax.Array,
   Returns:
     float [B, h, w, P*P] raw dot products.
   """
-  b, h, w, _ = query.shape
+  h = query.shape[1]
   p = 2 * radius + 1
-  padded = jnp.pad(ref, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
-  return jnp.stack([jnp.sum(query * padded[:, dy:dy + h, dx:dx + w], -1)
-                    for dy in range(p) for dx in range(p)], axis=-1)
+  padded = jnp.pad(ref, ((0, 0), (radius, radius), (0, 0), (0, 0)))
+  rows = [jnp.einsum("bhwc,bhwcp->bhwp", query,
+                     _patches(padded[:, dy:dy + h], (1, p), (0, radius)),
+                     precision=jax.lax.Precision.HIGHEST)
+          for dy in range(p)]
+  return jnp.concatenate(rows, axis=-1)
 
 
 def intra_affinity(query: jax.Array, refs: jax.Array,

@@ -21,6 +21,12 @@ from corrjax.losses import liir_reconstruction as recon
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+# Jitted once per shape: eager dispatch of the window stacks is slow.
+_inter = jax.jit(liir_inter.inter_reconstruction,
+                 static_argnames=("radius", "scale"))
+_intra = jax.jit(recon.intra_reconstruction,
+                 static_argnames=("radius", "stride", "scale"))
+
 
 def _t(x):
   """NHWC numpy -> NCHW torch (float64 for a tight reference)."""
@@ -133,7 +139,7 @@ def test_intra_reconstruction_matches_torch():
   rng = np.random.default_rng(1)
   ft, fr = _normal(rng, (2, 8, 8, 5), 0.7), _normal(rng, (2, 8, 8, 5), 0.7)
   yr, yt = _normal(rng, (2, 32, 32, 1), 0.3), _normal(rng, (2, 32, 32, 1), 0.3)
-  loss, aux = recon.intra_reconstruction(
+  loss, aux = _intra(
       query=ft, refs=fr[:, None], ref_labels=yr[:, None], target_labels=yt)
   want, corr = torch_intra(_t(ft), _t(fr), _t(yr), _t(yt))
   np.testing.assert_allclose(loss, want.item(), rtol=1e-5)
@@ -162,7 +168,7 @@ def test_identical_frames_with_a_sharp_affinity_reconstruct_exactly():
       -1, 1, (1, 4 * h, 4 * w, 1)).astype(np.float32)
   # Labels constant on each 4x4 block, so upsampling changes nothing inside.
   labels = np.repeat(np.repeat(labels[:, ::4, ::4], 4, 1), 4, 2)
-  loss, aux = recon.intra_reconstruction(
+  loss, aux = _intra(
       query=codes, refs=codes[:, None], ref_labels=labels[:, None],
       target_labels=labels)
   np.testing.assert_allclose(aux["prediction"], labels[:, ::4, ::4],
@@ -187,7 +193,7 @@ def test_inter_reconstruction_matches_torch(queue_ids):
   video_ids = np.array([1, 2, 4])
   queue_ids = np.array(queue_ids)
   mask = liir_inter.negative_mask(queue_ids, video_ids)
-  loss, aux = liir_inter.inter_reconstruction(
+  loss, aux = _inter(
       query=ft, keys=fr, ref_labels=yr, target_labels=yt, negatives=queue,
       negatives_mask=mask)
   active = bool(np.asarray(mask).any())
@@ -207,7 +213,7 @@ def test_inter_with_an_empty_queue_is_the_intra_softmax():
   for queue, ids in ((np.zeros((0, 5, 5, 3), np.float32), np.zeros(0, int)),
                      (_normal(rng, (4, 5, 5, 3)), -np.ones(4, int))):
     mask = liir_inter.negative_mask(ids, np.array([0, 1]))
-    loss, aux = liir_inter.inter_reconstruction(
+    loss, aux = _inter(
         query=ft, keys=fr, ref_labels=yr, target_labels=yt, negatives=queue,
         negatives_mask=mask)
     np.testing.assert_allclose(loss, want.item(), rtol=1e-5)
@@ -221,16 +227,16 @@ def test_queue_of_the_same_video_gives_no_negatives():
   queue = _normal(rng, (4, 5, 5, 3))
   mask = liir_inter.negative_mask(np.array([3, 3, 3, 3]), np.array([3, 3]))
   assert not np.asarray(mask).any()
-  same, _ = liir_inter.inter_reconstruction(
+  same, _ = _inter(
       query=ft, keys=fr, ref_labels=yr, target_labels=yt, negatives=queue,
       negatives_mask=mask)
-  none, _ = liir_inter.inter_reconstruction(
+  none, _ = _inter(
       query=ft, keys=fr, ref_labels=yr, target_labels=yt,
       negatives=queue[:0], negatives_mask=mask[:, :0])
   np.testing.assert_allclose(same, none, rtol=1e-6)
-  grads = jax.grad(lambda q: liir_inter.inter_reconstruction(
+  grads = jax.jit(jax.grad(lambda q: _inter(
       query=q, keys=fr, ref_labels=yr, target_labels=yt, negatives=queue,
-      negatives_mask=mask)[0])(ft)
+      negatives_mask=mask)[0]))(ft)
   assert np.isfinite(np.asarray(grads)).all()
 
 
@@ -282,7 +288,7 @@ def test_total_is_intra_plus_half_inter_plus_compact():
   yr, yt = _normal(rng, (2, 32, 32, 1)), _normal(rng, (2, 32, 32, 1))
   queue = _normal(rng, (4, 4, 4, 5))
   mask = liir_inter.negative_mask(np.array([0, 1, 2, 3]), np.array([0, 1]))
-  loss, terms = liir_objective.liir_loss(
+  loss, terms = jax.jit(liir_objective.liir_loss)(
       feats=feats, ref_labels=yr, target_labels=yt, negatives=queue,
       negatives_mask=mask)
   np.testing.assert_allclose(
