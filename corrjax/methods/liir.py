@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+import numpy as np
+
 from corrjax import train_state as train_state_lib
 from corrjax.data import frame_pairs
 from corrjax.losses import liir_inter
@@ -202,3 +204,43 @@ def encoder_spec(config: ml_collections.ConfigDict) -> dict:
 def encoder_variables(state: train_state_lib.TrainState) -> dict:
   """The whole LIIRNet: trunk, position embedding and post_convolution."""
   return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def make_feature_fn(model: liir.LIIRNet, variables: dict, *,
+                    pad_divisible: int = 4):
+  """Frames -> LIIR's matching features f4 for label propagation.
+
+  As LIIR_pytorch's evaluation (`evaluate_davis.py:83-95`,
+  `functional/feeder/dataset/DavisLoaderLab.py:19-38`): full-resolution
+  frames, float RGB / 255 -> Lab (data/frame_pairs.py `rgb_to_lab`),
+  normalised by (50, 0, 0), (50, 127, 127), zero-padded at the bottom and
+  right to a multiple of `pad_divisible`; trunk (BN running statistics,
+  position embedding resized to the frame) -> post_convolution. Raw
+  features: LIIR's affinities are dot products without normalisation.
+
+  Args:
+    model: the network.
+    variables: {"params", "batch_stats"} (encoder_variables or a
+      `convert --kind=liir` directory).
+    pad_divisible: pad to a multiple of this (4).
+
+  Returns:
+    fn(frames uint8 [T, H, W, 3]) -> float32 [T, Hp / 4, Wp / 4, 64] numpy,
+    Hp, Wp the padded size; one frame per call (sizes vary per video).
+  """
+
+  @jax.jit
+  def encode(x):
+    return model.apply(variables, x, method=lambda m, x: m.post_convolution(
+        m.trunk(x, train=False)))
+
+  def feature_fn(frames: np.ndarray) -> np.ndarray:
+    lab = (frame_pairs.rgb_to_lab(frames.astype(np.float32) / 255.0)
+           - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
+    h, w = lab.shape[1:3]
+    pad_h, pad_w = (-h) % pad_divisible, (-w) % pad_divisible
+    lab = np.pad(lab, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+    return np.concatenate([np.asarray(encode(jnp.asarray(f[None])))
+                           for f in lab])
+
+  return feature_fn

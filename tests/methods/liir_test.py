@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from corrjax import optim
+from corrjax.data import frame_pairs
 from corrjax.methods import liir as liir_method
 
 
@@ -47,3 +48,19 @@ def test_smoke_steps_fill_the_queue_then_use_it(repo_root):
   assert set(np.asarray(state.extra["queue"]["ids"])) <= set(range(4))
   kernel = state.extra["momentum"]["kernel"]
   assert not np.allclose(kernel, state.params["conv_semantic"]["kernel"])
+
+
+def test_feature_fn_pads_and_encodes_lab_frames(repo_root):
+  config = _config(repo_root)
+  model = liir_method.build_model(config)
+  variables = model.init(jax.random.key(1), np.zeros((1, 32, 32, 3)))
+  fn = liir_method.make_feature_fn(model, variables)
+  frames = np.random.default_rng(0).integers(0, 256, (2, 30, 42, 3),
+                                             dtype=np.uint8)
+  out = fn(frames)
+  assert out.shape == (2, 8, 11, config.model.match_dim)
+  lab = (frame_pairs.rgb_to_lab(frames / np.float32(255))
+         - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
+  padded = np.pad(lab, ((0, 0), (0, 2), (0, 2), (0, 0)))
+  want = model.apply(variables, padded)["match"]
+  np.testing.assert_allclose(out, want, atol=1e-5)
