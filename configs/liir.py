@@ -43,7 +43,9 @@ def get_config(arg=None):
   c.liir = dict(
       momentum=0.999,  # `--enc_mo`.
       queue_size=960,  # bsize 12 * factor 80 (`colorizer_momen.py:80`).
-      position_shift="none",  # 'roll': the paper's shifting (ours).
+      # 'roll' or 'permute': the paper's shifting (corrjax's choices,
+      # models/liir.py shift_embedding); the public code has none.
+      position_shift="none",
       inter_weight=0.5,  # `main_dis.py:244`; 0: no L8, no queue.
       compact_weight=1.0,  # `--compact`.
       equalize=True,  # The reference's min_len over the batch.

@@ -17,9 +17,10 @@ One step, in the reference's order:
   4. Adam step;
   5. enqueue the global batch's momentum reference keys and video ids
      (`mast_momen.py:51-61`, all-gathered: under jit, the global batch).
-With `liir.position_shift='roll'` the enqueued keys come from a reference
-pass with the rolled position embedding (models/liir.py
-`shift_embedding`); the public code has no position shifting.
+With `liir.position_shift` 'roll' or 'permute' the enqueued keys come from
+a reference pass with the shifted position embedding (models/liir.py
+`shift_embedding`; 'permute' draws its blocks' cycle from
+fold_in(state.rng, state.step)); the public code has no position shifting.
 
 State: params {"encoder", "pos_embed", "post_convolution",
 "conv_semantic"}; extra {"momentum": conv_semantic_k {"kernel", "bias"},
@@ -120,7 +121,7 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
     tx: optimiser.
     schedule: learning-rate schedule, for logging.
     momentum: EMA momentum of conv_semantic_k (0.999).
-    position_shift: 'none' or 'roll'.
+    position_shift: 'none', 'roll' or 'permute'.
     inter_weight: weight of L8 (0.5; 0 disables it and the queue).
     compact_weight: weight of L_compact (1; 0: off).
     equalize: the reference's min_len equalisation of negatives.
@@ -144,7 +145,8 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
     feats, stats = liir.pair_features(
         model, {"params": params, "batch_stats": state.batch_stats}, ema,
         batch["target"], batch["reference"], train=True,
-        position_shift=position_shift)
+        position_shift=position_shift,
+        shift_key=jax.random.fold_in(state.rng, state.step))
     loss, terms = liir_objective.liir_loss(
         feats=feats, ref_labels=batch["reference_label"],
         target_labels=batch["target_label"], negatives=negatives,

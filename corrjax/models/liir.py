@@ -37,32 +37,54 @@ from corrjax.models import resnet
 from corrjax.ops import torch_resize
 
 # Position shifting of the negatives' embedding (see `shift_embedding`).
-POSITION_SHIFTS = ("none", "roll")
+POSITION_SHIFTS = ("none", "roll", "permute")
+PERMUTE_PATCH = 8  # Stem cells per side of a permuted patch (16 px).
 
 
-def shift_embedding(pe: jax.Array, mode: str) -> jax.Array:
+def shift_embedding(pe: jax.Array, mode: str, key: jax.Array | None = None,
+                    patch: int = PERMUTE_PATCH) -> jax.Array:
   """The position embedding seen by inter-video negatives.
 
   The paper's position shifting (LIIR abstract and §1: "a position shifting
   strategy to remove the side-effect of position encoding during inter-video
   affinity computation"); LIIR_pytorch never implemented it (README: "PE
   Shuffle" not done; the unused `shuffle_patches`,
-  `models/colorizer_momen.py:20-27`). corrjax's choice, 'roll': the
-  embedding, already resized to the stem grid [1, h, w, C], is rolled
-  cyclically by (h // 2, w // 2), so a negative at cell p carries the
-  embedding of cell p + (h/2, w/2) mod (h, w): the inter-video correlation
-  over an aligned window never pairs equal positions (for h, w >= 2). The
-  shift is deterministic, so a step is a pure function of (state, batch).
+  `models/colorizer_momen.py:20-27`). corrjax's choices, applied to the
+  embedding already resized to the stem grid [1, h, w, C]:
+    'roll' (deterministic): rolled cyclically by (h // 2, w // 2), so a
+      negative at cell p carries the embedding of p + (h/2, w/2) mod (h, w):
+      an aligned window never pairs equal positions (h, w >= 2);
+    'permute' (random, `key`): cut into non-overlapping patch x patch
+      blocks (as `shuffle_patches`) that are moved by a random cyclic
+      permutation (one cycle through all blocks: no block stays in place,
+      unlike a plain random permutation); h and w must be multiples of
+      `patch`.
 
   Args:
     pe: float [1, h, w, C], the resized embedding.
-    mode: 'none' (identity, the public code) or 'roll'.
+    mode: 'none' (identity, the public code), 'roll' or 'permute'.
+    key: PRNG key ('permute' only).
+    patch: block side in stem cells ('permute').
   """
   if mode == "none":
     return pe
+  h, w = pe.shape[1:3]
   if mode == "roll":
-    h, w = pe.shape[1:3]
     return jnp.roll(pe, (h // 2, w // 2), axis=(1, 2))
+  if mode == "permute":
+    if key is None:
+      raise ValueError("position shift 'permute' needs a PRNG key.")
+    if h % patch or w % patch:
+      raise ValueError(f"position shift 'permute' needs a stem grid that is "
+                       f"a multiple of {patch}; got {h} x {w}.")
+    gh, gw, c = h // patch, w // patch, pe.shape[-1]
+    blocks = pe.reshape(gh, patch, gw, patch, c).transpose(0, 2, 1, 3, 4)
+    blocks = blocks.reshape(gh * gw, patch, patch, c)
+    order = jax.random.permutation(key, gh * gw)
+    # Block order[j] receives block order[j + 1]: a single cycle.
+    source = jnp.zeros_like(order).at[order].set(jnp.roll(order, -1))
+    blocks = blocks[source].reshape(gh, gw, patch, patch, c)
+    return blocks.transpose(0, 2, 1, 3, 4).reshape(1, h, w, c)
   raise ValueError(f"unknown position shift {mode!r}; choose from "
                    f"{POSITION_SHIFTS}.")
 
@@ -138,14 +160,15 @@ class LIIRNet(nn.Module):
     self.conv_semantic = _head(self.semantic_dim, 2, 9 * trunk_dim,
                                "conv_semantic")
 
-  def embedding(self, size: tuple[int, int],
-                position_shift: str = "none") -> jax.Array:
+  def embedding(self, size: tuple[int, int], position_shift: str = "none",
+                shift_key: jax.Array | None = None) -> jax.Array:
     """float [1, h, w, C]: `pos_embed` resized to `size`, then shifted."""
     pe = torch_resize.resize(self.pos_embed, tuple(size), "bicubic")
-    return shift_embedding(pe, position_shift)
+    return shift_embedding(pe, position_shift, shift_key)
 
   def trunk(self, x: jax.Array, train: bool = False,
-            position_shift: str = "none") -> jax.Array:
+            position_shift: str = "none",
+            shift_key: jax.Array | None = None) -> jax.Array:
     """`feature_extraction(x, ape=True)` (`resnet.py:102-114`).
 
     Args:
@@ -154,6 +177,7 @@ class LIIRNet(nn.Module):
         the reference encodes target and references in separate calls,
         `mast_momen.py:111,115`).
       position_shift: see `shift_embedding`.
+      shift_key: PRNG key of the 'permute' shift.
 
     Returns:
       float [B, ceil(H / 4), ceil(W / 4), widths[-1]].
@@ -162,20 +186,21 @@ class LIIRNet(nn.Module):
     hook = None
     if self.use_pe:
       pe = self.embedding((stem_grid(x.shape[1]), stem_grid(x.shape[2])),
-                          position_shift)
+                          position_shift, shift_key)
       hook = lambda stem: stem + pe
     feats = self.encoder(x, train, stem_hook=hook)
     return feats[f"stage{len(self.widths)}"]
 
   def __call__(self, x: jax.Array, train: bool = False,
-               position_shift: str = "none") -> dict[str, jax.Array]:
+               position_shift: str = "none",
+               shift_key: jax.Array | None = None) -> dict[str, jax.Array]:
     """Trunk and both online heads.
 
     Returns:
       {"trunk": [B, H/4, W/4, 256], "match": f4 [B, H/4, W/4, 64],
        "semantic": f8 [B, H/8, W/8, 128]} (ceil division).
     """
-    trunk = self.trunk(x, train, position_shift)
+    trunk = self.trunk(x, train, position_shift, shift_key)
     return {"trunk": trunk, "match": self.post_convolution(trunk),
             "semantic": self.conv_semantic(trunk)}
 
@@ -192,7 +217,8 @@ def init_momentum_head(params: dict) -> dict:
 
 def pair_features(model: LIIRNet, variables: dict, momentum_params: dict,
                   target: jax.Array, reference: jax.Array, *,
-                  train: bool = False, position_shift: str = "none"
+                  train: bool = False, position_shift: str = "none",
+                  shift_key: jax.Array | None = None
                   ) -> tuple[dict[str, jax.Array], dict]:
   """Everything one training pair needs (`mast_momen.py:110-125`).
 
@@ -206,7 +232,8 @@ def pair_features(model: LIIRNet, variables: dict, momentum_params: dict,
     train: BatchNorm mode; in training the returned batch_stats are
       updated by the target call, then the reference call (as the
       reference's two forward calls).
-    position_shift: 'none' or 'roll' (see `shift_embedding`).
+    position_shift: 'none', 'roll' or 'permute' (see `shift_embedding`).
+    shift_key: PRNG key of the 'permute' shift.
 
   Returns:
     (features, batch_stats):
@@ -238,7 +265,8 @@ def pair_features(model: LIIRNet, variables: dict, momentum_params: dict,
   keys = jax.lax.stop_gradient(semantic_head(momentum_params, ref_trunk))
   queue_keys = keys
   if position_shift != "none":
-    shifted, _ = run(reference, LIIRNet.trunk, position_shift=position_shift)
+    shifted, _ = run(reference, LIIRNet.trunk, position_shift=position_shift,
+                     shift_key=shift_key)
     queue_keys = jax.lax.stop_gradient(
         semantic_head(momentum_params, shifted))
   feats = {"target_match": tgt["match"], "target_semantic": tgt["semantic"],

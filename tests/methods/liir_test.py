@@ -5,6 +5,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from corrjax import optim
 from corrjax.data import frame_pairs
@@ -25,9 +26,10 @@ def test_full_config_milestones(repo_root):
   assert c.liir.queue_size % c.data.batch_size == 0
 
 
-def test_smoke_steps_fill_the_queue_then_use_it(repo_root):
+@pytest.mark.parametrize("shift", ["roll", "permute"])
+def test_smoke_steps_fill_the_queue_then_use_it(repo_root, shift):
   config = _config(repo_root)
-  config.liir.position_shift = "roll"
+  config.liir.position_shift = shift
   model = liir_method.build_model(config)
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
   state = jax.jit(lambda r: liir_method.init_state(

@@ -84,6 +84,25 @@ def test_roll_shift_is_half_a_period():
     liir.shift_embedding(pe, "shuffle")
 
 
+def test_permute_shift_moves_every_block():
+  pe = jax.random.normal(jax.random.key(0), (1, 16, 24, 3))
+  out = liir.shift_embedding(pe, "permute", jax.random.key(1), patch=8)
+  blocks = lambda x: np.asarray(x).reshape(2, 8, 3, 8, 3).transpose(
+      0, 2, 1, 3, 4).reshape(6, -1)
+  before, after = blocks(pe), blocks(out)
+  # A permutation of whole blocks with no block left in place.
+  assert sorted(map(tuple, before)) == sorted(map(tuple, after))
+  assert not any(np.array_equal(before[i], after[i]) for i in range(6))
+  again = liir.shift_embedding(pe, "permute", jax.random.key(1), patch=8)
+  np.testing.assert_array_equal(out, again)
+  other = liir.shift_embedding(pe, "permute", jax.random.key(2), patch=8)
+  assert not np.array_equal(out, other)
+  with pytest.raises(ValueError, match="multiple of 8"):
+    liir.shift_embedding(pe[:, :12], "permute", jax.random.key(1))
+  with pytest.raises(ValueError, match="PRNG key"):
+    liir.shift_embedding(pe, "permute")
+
+
 def _aligned_scores(query, keys):
   """<query(q), keys(q)>: the d = 0 logit of the 7x7 window."""
   return np.sum(np.asarray(query) * np.asarray(keys), -1)
