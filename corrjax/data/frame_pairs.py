@@ -65,7 +65,9 @@ def resize_linear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """
   mh = torch_resize.interpolation_matrix(image.shape[0], size[0], "bilinear")
   mw = torch_resize.interpolation_matrix(image.shape[1], size[1], "bilinear")
-  return np.einsum("ph,hwc,qw->pqc", mh, image, mw).astype(np.float32)
+  h, w, c = image.shape
+  rows = (mh @ image.reshape(h, w * c)).reshape(size[0], w, c)
+  return np.einsum("qw,pwc->pqc", mw, rows, optimize=True).astype(np.float32)
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
