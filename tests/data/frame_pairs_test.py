@@ -125,3 +125,18 @@ def test_unreadable_frames_are_skipped_and_counted(tmp_path):
   examples = [loader(e) for e in range(loader.sampler.epoch_size(0))]
   assert all(x["reference"].shape == (8, 8, 3) for x in examples)
   assert loader.bad_frames == {str(tmp_path / "b")}
+
+
+def test_davis_train_frames(data_root):
+  data = frame_pairs.pair_data(
+      source="folder", root=os.path.join(data_root, "davis2016"),
+      pattern="JPEGImages/240p/*/*.jpg", size=64, batch_size=2,
+      num_threads=1, prefetch=1)
+  batches, loader = frame_pairs.pair_batches(
+      data, global_batch_size=2, start_step=0, total_steps=1, seed=0)
+  batch = next(batches)
+  assert not loader.bad_frames
+  assert batch["target"].shape == (2, 64, 64, 3)
+  lightness = batch["target"][..., 0] / 1.5
+  assert -1 <= lightness.min() < lightness.max() <= 1
+  assert np.abs(batch["target_label"]).max() < 1
