@@ -86,14 +86,15 @@ class Colorizer(nn.Module):
 class MAST(nn.Module):
   """`models/mast_momen.py:9-33` (the parts a checkpoint holds)."""
 
-  def __init__(self, width=WIDTH, pe_size=16, semantic=True, momentum=True):
+  def __init__(self, width=WIDTH, pe_size=16, semantic=True, momentum=True,
+               match_dim=6, semantic_dim=8):
     super().__init__()
     self.feature_extraction = ResNetHR(width, pe_size)
-    self.post_convolution = nn.Conv2d(4 * width, 6, 3, 1, 1)
+    self.post_convolution = nn.Conv2d(4 * width, match_dim, 3, 1, 1)
     if semantic:
-      self.conv_semantic = nn.Conv2d(4 * width, 8, 3, 2, 1)
+      self.conv_semantic = nn.Conv2d(4 * width, semantic_dim, 3, 2, 1)
     if momentum:
-      self.conv_semantic_k = nn.Conv2d(4 * width, 8, 3, 2, 1)
+      self.conv_semantic_k = nn.Conv2d(4 * width, semantic_dim, 3, 2, 1)
       self.colorizer = Colorizer(12, 4)
 
   def features(self, x):

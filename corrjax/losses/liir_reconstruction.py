@@ -30,19 +30,17 @@ def smooth_l1(x: jax.Array, y: jax.Array, beta: float = 1.0) -> jax.Array:
   return jnp.mean(jnp.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta))
 
 
-def _patches(x: jax.Array, window: tuple[int, int],
-             padding: tuple[int, int]) -> jax.Array:
-  """float [B, h, w, C, wy * wx]: zero-padded windows, row-major offsets.
+def _column_windows(x: jax.Array, radius: int) -> jax.Array:
+  """float [B, h + 2r, w, P, C]: [b, i, j, dx] = x_padded[b, i, j + dx].
 
-  HIGHEST precision: the patches are a conv with one-hot filters, which
-  TF32 would round.
+  x padded with r zero cells on every side; 2r + 1 slices. (Windows as a
+  conv with one-hot filters, `conv_general_dilated_patches`, would cost
+  (P C)^2 multiply-adds per cell.)
   """
-  b, h, w, c = x.shape
-  out = jax.lax.conv_general_dilated_patches(
-      x, window, (1, 1), [(padding[0],) * 2, (padding[1],) * 2],
-      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      precision=jax.lax.Precision.HIGHEST)
-  return out.reshape(b, h, w, c, window[0] * window[1])
+  w = x.shape[2]
+  p = 2 * radius + 1
+  padded = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
+  return jnp.stack([padded[:, :, dx:dx + w] for dx in range(p)], axis=3)
 
 
 def unfold_windows(x: jax.Array, radius: int,
@@ -57,10 +55,12 @@ def unfold_windows(x: jax.Array, radius: int,
   Returns:
     float [B, h, w, P*P, C]; [b, i, j, k] = x[b, i + dy_k, j + dx_k].
   """
+  b, h, w, c = x.shape
   p = 2 * radius + 1
   offset = jnp.reshape(jnp.asarray(pad_value, x.dtype), (-1, 1, 1, 1))
-  windows = _patches(x - offset, (p, p), (radius, radius))
-  return jnp.swapaxes(windows, -1, -2) + offset[..., None]
+  columns = _column_windows(x - offset, radius)
+  windows = jnp.stack([columns[:, dy:dy + h] for dy in range(p)], axis=3)
+  return windows.reshape(b, h, w, p * p, c) + offset[..., None]
 
 
 def local_correlation(query: jax.Array, ref: jax.Array,
@@ -69,8 +69,8 @@ def local_correlation(query: jax.Array, ref: jax.Array,
 
   `colorizer_momen.py:72-77,131` (patch 13) and `:65-70,135` (patch 7);
   semantics out[b, k, i, j] = <in1[b, :, i, j], in2[b, :, i + dy, j + dx]>,
-  zero outside (liir_maskvos.md §7). One row offset dy at a time, so at
-  most B h w C P floats of windows exist at once.
+  zero outside (liir_maskvos.md §7). One row offset dy at a time against
+  the reference's P column shifts (B (h + 2r) w P C floats).
 
   Args:
     query: float [B, h, w, C].
@@ -82,9 +82,8 @@ def local_correlation(query: jax.Array, ref: jax.Array,
   """
   h = query.shape[1]
   p = 2 * radius + 1
-  padded = jnp.pad(ref, ((0, 0), (radius, radius), (0, 0), (0, 0)))
-  rows = [jnp.einsum("bhwc,bhwcp->bhwp", query,
-                     _patches(padded[:, dy:dy + h], (1, p), (0, radius)),
+  columns = _column_windows(ref, radius)
+  rows = [jnp.einsum("bhwc,bhwpc->bhwp", query, columns[:, dy:dy + h],
                      precision=jax.lax.Precision.HIGHEST)
           for dy in range(p)]
   return jnp.concatenate(rows, axis=-1)
