@@ -9,6 +9,8 @@ r"""Imports PyTorch ResNet checkpoints as corrjax encoder directories.
   python -m corrjax.convert --from=pretrained.pth --kind=crw --out=encoders/crw
   python -m corrjax.convert --from=ckpt.pth --kind=plain \
       --prefix=state_dict.module.backbone --out=encoders/mine
+  python -m corrjax.convert --from=APE_compact_intervideo_722.pt \
+      --kind=liir --out=encoders/liir
 
 A checkpoint's tensors are named by their nested dict keys joined with '.':
 `{"state_dict": {"module.encoder_q.conv1.weight": w}}` holds
@@ -29,6 +31,10 @@ unexpected or misshapen tensors are an error: nothing is written.
   plain        --prefix (default: top level)  zeros
 
 `--padding_mode` overrides a kind's padding.
+
+Kind `liir` is not a plain trunk: LIIR_pytorch's `MAST` state dicts
+(models/liir.py) become the whole LIIRNet, see `convert_liir` (arch
+'liir_resnet18' in encoder.json).
 
 Strides are not stored: label propagation sets layer3/layer4 to stride 1
 (SFC `code/models/resnet.py:259-266`), which changes no weight.
@@ -94,6 +100,9 @@ KINDS = {
     "crw": Layout(prefix="model.encoder.model.", padding_mode="reflect",
                   drop=(), rename=_crw_name),
     "plain": Layout(prefix=None),
+    # LIIR_pytorch's MAST (`models/mast_momen.py`): converted whole by
+    # convert_liir; the trunk is `feature_extraction.` (prefix unused).
+    "liir": Layout(prefix="feature_extraction."),
 }
 
 _FLAX_TO_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias",
@@ -188,6 +197,10 @@ def _convert(tree: Mapping[str, Any], kind: str, prefix: str | None,
   """convert_state_dict, plus lines that say what was dropped or ignored."""
   if kind not in KINDS:
     raise ValueError(f"unknown kind {kind!r}; choose from {sorted(KINDS)}.")
+  if kind == "liir":
+    if prefix is not None or padding_mode not in (None, "zeros"):
+      raise ValueError("kind 'liir' takes no --prefix or --padding_mode.")
+    return convert_liir(tree)
   layout = KINDS[kind]
   if prefix is not None and layout.prefix is not None:
     raise ValueError(f"--prefix is only for --kind=plain; kind {kind!r} "
@@ -225,6 +238,133 @@ def _convert(tree: Mapping[str, Any], kind: str, prefix: str | None,
   if counters:
     notes.append(f"dropped {len(counters)} BN num_batches_tracked counters.")
   return variables, spec, notes
+
+
+LIIR_ARCH = "liir_resnet18"
+
+
+def _strip_prefix(tensors: dict[str, np.ndarray]
+                  ) -> tuple[dict[str, np.ndarray], list[str]]:
+  """(tensors under 'state_dict.' if any, less a 'module.' prefix; others).
+  """
+  ignored = []
+  if any(k.startswith("state_dict.") for k in tensors):
+    ignored = [k for k in tensors if not k.startswith("state_dict.")]
+    tensors = {k[len("state_dict."):]: v for k, v in tensors.items()
+               if k.startswith("state_dict.")}
+  if tensors and all(k.startswith("module.") for k in tensors):
+    tensors = {k[len("module."):]: v for k, v in tensors.items()}
+  return tensors, ignored
+
+
+def convert_liir(tree: Mapping[str, Any]) -> tuple[dict, dict, list[str]]:
+  """LIIR_pytorch checkpoints (`torch.save({'state_dict': MAST...})`).
+
+  Reference: shasha521/LIIR_pytorch@21c7ba5 `main_dis.py:302-319` (saved
+  as {'epoch' or 'iter', 'state_dict': model.module.state_dict(), ...}),
+  `models/mast_momen.py:18-22` and `models/colorizer_momen.py:79-82`.
+
+    feature_extraction.*            params/encoder (torchvision names),
+                                    batch_stats/encoder
+    feature_extraction.pos_embed1   params/pos_embed [1, C, H, W] -> NHWC
+    post_convolution.{weight,bias}  params/post_convolution
+    conv_semantic.*   (optional)    params/conv_semantic
+    conv_semantic_k.* (optional)    momentum/conv_semantic_k
+    colorizer.feats_queue (opt.)    queue/feats [N, h, w, C] (NHWC)
+    colorizer.refs_queue, .flag     queue/ids int32 [N], queue/flag int32
+
+  The APE-only model (`models/mast_semantic.py` without --semantic) has no
+  semantic head, momentum head or queue; `evaluate_davis.py:52` loads with
+  strict=False, and so does this for the optional parts. Widths are read
+  from the tensors (conv1: stem width w; LIIR's stages are w, 2w, 4w, 4w).
+
+  Returns:
+    (variables {"params", "batch_stats"[, "momentum"][, "queue"]} of
+    float32 numpy (ids int32), spec dict(arch='liir_resnet18', width,
+    padding_mode='zeros'), notes).
+  """
+  # Imported here: models.liir is only needed for this kind.
+  from corrjax.models import liir  # pylint: disable=g-import-not-at-top
+  tensors, ignored = _strip_prefix(flatten_tensors(tree))
+  stem = tensors.get("feature_extraction.conv1.weight")
+  pe = tensors.get("feature_extraction.pos_embed1")
+  match = tensors.get("post_convolution.weight")
+  if stem is None or pe is None or match is None:
+    raise ValueError(
+        "not a LIIR_pytorch MAST checkpoint: needs feature_extraction."
+        "conv1.weight, feature_extraction.pos_embed1 and post_convolution."
+        f"weight; the file holds {_listing(_sorted(tensors))}.")
+  width = int(stem.shape[0])
+  semantic = tensors.get("conv_semantic.weight")
+  model = liir.LIIRNet(
+      width=width, widths=(width, 2 * width, 4 * width, 4 * width),
+      pe_size=tuple(int(d) for d in pe.shape[2:]),
+      match_dim=int(match.shape[0]),
+      semantic_dim=int(semantic.shape[0]) if semantic is not None else 128)
+  abstract = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  expected = {}
+  for path, leaf in flax.traverse_util.flatten_dict(abstract).items():
+    shape = tuple(leaf.shape)
+    if path[1] == "encoder":
+      name = "feature_extraction." + _torch_name(path[2:])
+    elif path[1] == "pos_embed":
+      name, shape = "feature_extraction.pos_embed1", (
+          shape[0], shape[3], shape[1], shape[2])
+    else:
+      name = f"{path[1]}.{_FLAX_TO_TORCH_LEAF[path[-1]]}"
+    if path[-1] == "kernel":
+      shape = (shape[3], shape[2], shape[0], shape[1])  # HWIO -> OIHW.
+    expected[name] = (path, shape)
+  optional = {"conv_semantic.weight", "conv_semantic.bias"}
+  if semantic is None:
+    expected = {k: v for k, v in expected.items() if k not in optional}
+  extra = {}
+  if "conv_semantic_k.weight" in tensors:
+    for leaf, torch_leaf in (("kernel", "weight"), ("bias", "bias")):
+      shape = expected[f"conv_semantic.{torch_leaf}"][1]
+      expected[f"conv_semantic_k.{torch_leaf}"] = (
+          ("momentum", "conv_semantic_k", leaf), shape)
+  queue_names = {"colorizer.feats_queue": "feats",
+                 "colorizer.refs_queue": "ids", "colorizer.flag": "flag"}
+  for name, leaf in queue_names.items():
+    if name in tensors:
+      extra[("queue", leaf)] = np.asarray(tensors[name])
+  counters = [n for n in tensors if n.endswith("num_batches_tracked")]
+  trunk = {k: v for k, v in tensors.items()
+           if k not in queue_names and k not in counters}
+  _check_names_and_shapes(trunk, expected, f"LIIR MAST (width {width})")
+  flat = {}
+  for name, (path, _) in expected.items():
+    value = np.asarray(trunk[name]).astype(np.float32)
+    if path[-1] == "kernel":
+      value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO.
+    elif path[-1] == "pos_embed":
+      value = value.transpose(0, 2, 3, 1)  # NCHW -> NHWC.
+    flat[path] = np.ascontiguousarray(value)
+  notes = [f"{LIIR_ARCH}, width {width}: {len(flat)} tensors."]
+  if ("queue", "feats") in extra:
+    feats = extra[("queue", "feats")].astype(np.float32)
+    flat[("queue", "feats")] = np.ascontiguousarray(
+        feats.transpose(0, 2, 3, 1))
+    notes.append(f"queue of {feats.shape[0]} keys {list(feats.shape[1:])}.")
+  if ("queue", "ids") in extra:
+    flat[("queue", "ids")] = extra[("queue", "ids")].astype(np.int32)
+  if ("queue", "flag") in extra:
+    flat[("queue", "flag")] = np.int32(
+        np.asarray(extra[("queue", "flag")]).reshape(-1)[0])
+  for part, what in (("conv_semantic.weight", "semantic head"),
+                     ("conv_semantic_k.weight", "momentum head")):
+    if part not in tensors:
+      notes.append(f"no {what} in the checkpoint.")
+  if counters:
+    notes.append(f"dropped {len(counters)} BN num_batches_tracked counters.")
+  if ignored:
+    notes.append(f"ignored {len(ignored)} tensors outside 'state_dict': "
+                 f"{_listing(ignored)}.")
+  variables = flax.traverse_util.unflatten_dict(flat)
+  return variables, dict(arch=LIIR_ARCH, width=width,
+                         padding_mode="zeros"), notes
 
 
 def _select_trunk(tensors: dict[str, np.ndarray], kind: str, prefix: str,

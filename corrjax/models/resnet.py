@@ -20,7 +20,7 @@ convs N(0, sqrt(2 / (k * k * C_out))), BN gamma 1 and beta 0, and optionally
 zero gamma on the last BN of every residual block.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import functools
 from typing import Any
 
@@ -153,6 +153,9 @@ class ResNet(nn.Module):
     stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
     block_cls: BasicBlock or Bottleneck.
     width: channels of the stem and of stage 1's `planes` (64 in the papers).
+    widths: optional `planes` of each stage; default width * 2**i. LIIR's
+      ResNet-18 uses (64, 128, 256, 256) (LIIR_pytorch
+      `models/resnet.py:64-67`: layer4 as wide as layer3).
     strides: stride of each stage (torchvision: 1, 2, 2, 2; SFC FC and CRW
       remove the strides of layer3 and layer4: 1, 2, 1, 1 -> output stride 8).
     dilations: dilation of each stage. As in torchvision's
@@ -162,9 +165,14 @@ class ResNet(nn.Module):
       propagation protocol does).
     padding_mode: 'zeros' or 'reflect'.
     zero_init_last_bn: zero gamma on each block's last BN.
+    use_max_pool: the stem's 3x3 stride-2 max pool (LIIR removes it:
+      LIIR_pytorch `models/resnet.py:59-64,102-109`).
 
-  Call: `x` float [B, H, W, 3] (normalised image), `train` bool. Returns
-  {"stem": [B, H/4, W/4, width], "stage1": ..., "stage<num_stages>": ...}.
+  Call: `x` float [B, H, W, 3] (normalised image), `train` bool, and an
+  optional `stem_hook` applied to the stem's conv1 -> BN -> ReLU output
+  [B, ceil(H/2), ceil(W/2), width] before the max pool (LIIR adds its
+  position embedding there). Returns {"stem": [B, H/4, W/4, width] (H/2
+  without the max pool), "stage1": ..., "stage<num_stages>": ...}.
   """
   stage_sizes: Sequence[int]
   block_cls: Any = BasicBlock
@@ -174,23 +182,41 @@ class ResNet(nn.Module):
   num_stages: int = 4
   padding_mode: str = "zeros"
   zero_init_last_bn: bool = True
+  widths: Sequence[int] | None = None
+  use_max_pool: bool = True
+
+  def stage_widths(self) -> tuple[int, ...]:
+    """`planes` of each stage."""
+    if self.widths is None:
+      return tuple(self.width * 2**i for i in range(len(self.stage_sizes)))
+    if len(self.widths) != len(self.stage_sizes):
+      raise ValueError(f"widths={tuple(self.widths)} needs one entry per "
+                       f"stage ({len(self.stage_sizes)}).")
+    return tuple(self.widths)
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+  def __call__(self, x: jax.Array, train: bool = False,
+               stem_hook: Callable[[jax.Array], jax.Array] | None = None
+               ) -> dict[str, jax.Array]:
     if not 1 <= self.num_stages <= len(self.stage_sizes):
       raise ValueError(f"num_stages={self.num_stages} must be in "
                        f"[1, {len(self.stage_sizes)}].")
+    widths = self.stage_widths()
     x = _conv(x, self.width, 7, 2, padding_mode=self.padding_mode,
               name="conv1")
     x = nn.relu(_batch_norm(train, "bn1")(x))
-    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+    if stem_hook is not None:
+      x = stem_hook(x)
+    if self.use_max_pool:
+      x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)),
+                  constant_values=-jnp.inf)
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
     feats = {"stem": x}
     previous_dilation = 1
     for i in range(self.num_stages):
       x = Stage(
           num_blocks=self.stage_sizes[i], block_cls=self.block_cls,
-          planes=self.width * 2**i, stride=self.strides[i],
+          planes=widths[i], stride=self.strides[i],
           first_dilation=previous_dilation, dilation=self.dilations[i],
           padding_mode=self.padding_mode,
           zero_init_last_bn=self.zero_init_last_bn,
@@ -216,7 +242,10 @@ def make_resnet(arch: str, **kwargs) -> ResNet:
   return ResNet(stage_sizes=stage_sizes, block_cls=block_cls, **kwargs)
 
 
-def output_channels(arch: str, width: int, num_stages: int) -> int:
+def output_channels(arch: str, width: int, num_stages: int,
+                    widths: Sequence[int] | None = None) -> int:
   """Channels of the last stage's output."""
   _, block_cls = STAGE_SIZES[arch]
-  return width * 2**(num_stages - 1) * block_cls.expansion
+  planes = (width * 2**(num_stages - 1) if widths is None
+            else widths[num_stages - 1])
+  return planes * block_cls.expansion

@@ -106,3 +106,36 @@ def test_fine_grained_heads_and_target_branch():
                       "batch_stats": variables["batch_stats"]},
                      jnp.ones((2, 64, 64, 3)), method=model.project)["proj"]
   np.testing.assert_allclose(proj, out["proj"], atol=1e-6)
+
+
+def test_per_stage_widths_and_no_max_pool():
+  # LIIR's trunk (LIIR_pytorch `models/resnet.py:59-67`) at width 4.
+  model = resnet.make_resnet("resnet18", width=4, widths=(4, 8, 16, 16),
+                             strides=(1, 2, 1, 1), use_max_pool=False)
+  variables = _init(model)
+  out = model.apply(variables, jnp.ones((2, 64, 64, 3)))
+  shapes = {k: v.shape for k, v in out.items()}
+  assert shapes == {"stem": (2, 32, 32, 4), "stage1": (2, 32, 32, 4),
+                    "stage2": (2, 16, 16, 8), "stage3": (2, 16, 16, 16),
+                    "stage4": (2, 16, 16, 16)}
+  # layer4 keeps layer3's width, so its first block has no downsample.
+  assert "downsample_conv" not in variables["params"]["layer4"]["block0"]
+  assert resnet.output_channels("resnet18", 4, 4, (4, 8, 16, 16)) == 16
+  with pytest.raises(ValueError, match="one entry per stage"):
+    _init(resnet.make_resnet("resnet18", width=4, widths=(4, 8)))
+
+
+def test_stem_hook_runs_before_the_max_pool():
+  model = resnet.make_resnet("resnet18", width=4, num_stages=1)
+  variables = _init(model)
+  x = jax.random.normal(jax.random.key(2), (1, 32, 32, 3))
+  seen = {}
+
+  def hook(stem):
+    seen["shape"] = stem.shape
+    return stem + 1.0
+
+  hooked = model.apply(variables, x, stem_hook=hook)["stem"]
+  plain = model.apply(variables, x)["stem"]
+  assert seen["shape"] == (1, 16, 16, 4)
+  np.testing.assert_allclose(hooked, plain + 1.0, atol=1e-5)

@@ -1,0 +1,248 @@
+"""LIIR training (draft; not registered in methods/__init__.py yet).
+
+Li et al., "Locality-Aware Inter-and Intra-Video Reconstruction for
+Self-Supervised Correspondence Learning", CVPR 2022; as the unofficial
+shasha521/LIIR_pytorch@21c7ba5 implements it (`main_dis.py` `train` 164-213
+and `compute_lphoto` 215-248, `models/mast_momen.py` `forward` 110-134).
+
+One step, in the reference's order:
+  1. conv_semantic_k <- m k + (1 - m) conv_semantic (`mast_momen.py:119`,
+     before the momentum head is used);
+  2. target, then reference through the trunk in train mode (two BN
+     calls), heads; the reference's keys from the momentum head
+     (models/liir.py `pair_features`);
+  3. L4 + 0.5 L8 + L_compact (losses/liir_objective.py) with the queue's
+     entries of other videos as negatives, once the queue has been filled
+     and one more step taken (`colorizer_momen.py:143`: flag > factor);
+  4. Adam step;
+  5. enqueue the global batch's momentum reference keys and video ids
+     (`mast_momen.py:51-61`, all-gathered: under jit, the global batch).
+With `liir.position_shift` 'roll' or 'permute' the enqueued keys come from
+a reference pass with the shifted position embedding (models/liir.py
+`shift_embedding`; 'permute' draws its blocks' cycle from
+fold_in(state.rng, state.step)); the public code has no position shifting.
+
+State: params {"encoder", "pos_embed", "post_convolution",
+"conv_semantic"}; extra {"momentum": conv_semantic_k {"kernel", "bias"},
+"queue": {"feats" [N, h8, w8, C8], "ids" int32 [N] (-1 empty), "ptr",
+"count" (enqueues so far)}}.
+
+Not reproduced: per-GPU min_len (here over the global batch, see
+losses/liir_inter.py); the momentum run's LR factors (0.9, 0.75, ...;
+`main_dis.py:270-301`), which optim's 'multistep' cannot express.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+import numpy as np
+
+from corrjax import train_state as train_state_lib
+from corrjax.data import frame_pairs
+from corrjax.losses import liir_inter
+from corrjax.losses import liir_objective
+from corrjax.models import liir
+
+ARCH = "liir_resnet18"
+
+
+def build_model(config: ml_collections.ConfigDict) -> liir.LIIRNet:
+  m = config.model
+  return liir.LIIRNet(width=m.width, widths=tuple(m.widths),
+                      strides=tuple(m.strides), pe_size=tuple(m.pe_size),
+                      match_dim=m.match_dim, semantic_dim=m.semantic_dim,
+                      use_pe=m.use_pe)
+
+
+def _check_queue(queue_size: int, batch_size: int) -> None:
+  if queue_size < 0 or (queue_size and queue_size % batch_size):
+    raise ValueError(
+        f"liir.queue_size={queue_size} must be a multiple of the global "
+        f"batch size {batch_size} (the reference's bsize * factor).")
+
+
+def init_state(rng: jax.Array, *, model: liir.LIIRNet,
+               tx: optax.GradientTransformation,
+               config: ml_collections.ConfigDict
+               ) -> train_state_lib.TrainState:
+  """Weights from `rng`, momentum head = conv_semantic, an empty queue."""
+  _check_queue(config.liir.queue_size, config.data.batch_size)
+  init_rng, state_rng = jax.random.split(rng)
+  size = config.data.size
+  variables = model.init(init_rng, jnp.zeros((1, size, size, 3)))
+  params = variables["params"]
+  keys = jax.eval_shape(model.apply, variables,
+                        jnp.zeros((1, size, size, 3)))["semantic"]
+  n = config.liir.queue_size
+  queue = {"feats": jnp.zeros((n, *keys.shape[1:]), jnp.float32),
+           "ids": -jnp.ones((n,), jnp.int32),
+           "ptr": jnp.zeros((), jnp.int32),
+           "count": jnp.zeros((), jnp.int32)}
+  return train_state_lib.TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables["batch_stats"], opt_state=tx.init(params),
+      rng=state_rng,
+      extra={"momentum": liir.init_momentum_head(params), "queue": queue})
+
+
+def enqueue(queue: dict, keys: jax.Array, ids: jax.Array) -> dict:
+  """`_dequeue_and_enqueue` (`mast_momen.py:51-61`): slot ptr..ptr+B."""
+  n = queue["ids"].shape[0]
+  if not n:
+    return queue
+  feats = jax.lax.dynamic_update_slice(
+      queue["feats"], jax.lax.stop_gradient(keys).astype(jnp.float32),
+      (queue["ptr"], 0, 0, 0))
+  new_ids = jax.lax.dynamic_update_slice(queue["ids"],
+                                         ids.astype(jnp.int32),
+                                         (queue["ptr"],))
+  return {"feats": feats, "ids": new_ids,
+          "ptr": ((queue["ptr"] + keys.shape[0]) % n).astype(jnp.int32),
+          "count": queue["count"] + 1}
+
+
+def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
+               *, model: liir.LIIRNet, tx: optax.GradientTransformation,
+               schedule: optax.Schedule, momentum: float,
+               position_shift: str, inter_weight: float,
+               compact_weight: float, equalize: bool):
+  """One LIIR update. Pure; jit it with shardings.
+
+  Args:
+    state: the train state (see the module docstring).
+    batch: frame_pairs.pair_batches output: "reference", "target" float
+      [B, S, S, 3]; "reference_label", "target_label" [B, S, S, 1];
+      "video_id" int32 [B].
+    model: the network.
+    tx: optimiser.
+    schedule: learning-rate schedule, for logging.
+    momentum: EMA momentum of conv_semantic_k (0.999).
+    position_shift: 'none', 'roll' or 'permute'.
+    inter_weight: weight of L8 (0.5; 0 disables it and the queue).
+    compact_weight: weight of L_compact (1; 0: off).
+    equalize: the reference's min_len equalisation of negatives.
+
+  Returns:
+    (new state, metrics dict of scalars).
+  """
+  ema = liir.momentum_update(state.extra["momentum"],
+                             state.params["conv_semantic"], momentum)
+  queue = state.extra["queue"]
+  n = queue["ids"].shape[0]
+  batch_size = batch["target"].shape[0]
+  negatives, mask = None, None
+  if n and inter_weight:
+    active = queue["count"] > n // batch_size
+    mask = liir_inter.negative_mask(queue["ids"], batch["video_id"],
+                                    equalize=equalize) & active
+    negatives = queue["feats"]
+
+  def loss_fn(params):
+    feats, stats = liir.pair_features(
+        model, {"params": params, "batch_stats": state.batch_stats}, ema,
+        batch["target"], batch["reference"], train=True,
+        position_shift=position_shift,
+        shift_key=jax.random.fold_in(state.rng, state.step))
+    loss, terms = liir_objective.liir_loss(
+        feats=feats, ref_labels=batch["reference_label"],
+        target_labels=batch["target_label"], negatives=negatives,
+        negatives_mask=mask, inter_weight=inter_weight,
+        compact_weight=compact_weight)
+    return loss, (terms, stats, feats["queue_keys"])
+
+  (loss, (terms, batch_stats, keys)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  extra = {"momentum": ema,
+           "queue": enqueue(queue, keys, batch["video_id"])}
+  new_state = state.replace(step=state.step + 1, params=params,
+                            batch_stats=batch_stats, opt_state=opt_state,
+                            extra=extra)
+  metrics = {"loss": loss, **terms, "lr": schedule(state.step),
+             "grad_norm": optax.tree.norm(grads),
+             "param_norm": optax.tree.norm(params)}
+  return new_state, metrics
+
+
+def bind_train_step(config: ml_collections.ConfigDict, *,
+                    model: liir.LIIRNet, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule):
+  """`train_step` with everything but (state, batch) bound from `config`."""
+  c = config.liir
+  _check_queue(c.queue_size, config.data.batch_size)
+  if c.position_shift not in liir.POSITION_SHIFTS:
+    raise ValueError(f"liir.position_shift={c.position_shift!r}; choose "
+                     f"from {liir.POSITION_SHIFTS}.")
+  if not 0 <= c.momentum < 1:
+    raise ValueError(f"liir.momentum={c.momentum} must be in [0, 1).")
+  return functools.partial(
+      train_step, model=model, tx=tx, schedule=schedule, momentum=c.momentum,
+      position_shift=c.position_shift, inter_weight=c.inter_weight,
+      compact_weight=c.compact_weight, equalize=c.equalize)
+
+
+def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
+  """This host's frame-pair batches from `start_step` on, and the source.
+
+  Returns:
+    (iterator of frame_pairs batches, the PairLoader with `bad_frames`).
+  """
+  return frame_pairs.pair_batches(
+      config.data, global_batch_size=config.data.batch_size,
+      start_step=start_step, total_steps=config.total_steps,
+      seed=config.seed)
+
+
+def encoder_spec(config: ml_collections.ConfigDict) -> dict:
+  """The network label propagation needs (arch 'liir_resnet18': LIIRNet)."""
+  return dict(arch=ARCH, width=config.model.width, padding_mode="zeros")
+
+
+def encoder_variables(state: train_state_lib.TrainState) -> dict:
+  """The whole LIIRNet: trunk, position embedding and post_convolution."""
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def make_feature_fn(model: liir.LIIRNet, variables: dict, *,
+                    pad_divisible: int = 4):
+  """Frames -> LIIR's matching features f4 for label propagation.
+
+  As LIIR_pytorch's evaluation (`evaluate_davis.py:83-95`,
+  `functional/feeder/dataset/DavisLoaderLab.py:19-38`): full-resolution
+  frames, float RGB / 255 -> Lab (data/frame_pairs.py `rgb_to_lab`),
+  normalised by (50, 0, 0), (50, 127, 127), zero-padded at the bottom and
+  right to a multiple of `pad_divisible`; trunk (BN running statistics,
+  position embedding resized to the frame) -> post_convolution. Raw
+  features: LIIR's affinities are dot products without normalisation.
+
+  Args:
+    model: the network.
+    variables: {"params", "batch_stats"} (encoder_variables or a
+      `convert --kind=liir` directory).
+    pad_divisible: pad to a multiple of this (4).
+
+  Returns:
+    fn(frames uint8 [T, H, W, 3]) -> float32 [T, Hp / 4, Wp / 4, 64] numpy,
+    Hp, Wp the padded size; one frame per call (sizes vary per video).
+  """
+
+  @jax.jit
+  def encode(x):
+    return model.apply(variables, x, method=lambda m, x: m.post_convolution(
+        m.trunk(x, train=False)))
+
+  def feature_fn(frames: np.ndarray) -> np.ndarray:
+    lab = (frame_pairs.rgb_to_lab(frames.astype(np.float32) / 255.0)
+           - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
+    h, w = lab.shape[1:3]
+    pad_h, pad_w = (-h) % pad_divisible, (-w) % pad_divisible
+    lab = np.pad(lab, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+    return np.concatenate([np.asarray(encode(jnp.asarray(f[None])))
+                           for f in lab])
+
+  return feature_fn
