@@ -15,13 +15,13 @@ copied to conv_semantic_k and the queue reset. This config is run (2)'s
 objective with run (1)'s schedule; the warm start from run (1) needs the
 method/evaluation seam (init_from) that is not there yet.
 
-NOT REGISTERED: methods/__init__.py must add `"liir": liir` and the
-evaluator must build LIIRNet features for arch 'liir_resnet18' before
-`python -m corrjax.main --config=configs/liir.py` runs.
+Evaluation: label propagation (the CRW protocol) on LIIR's 64-d stride-4
+features (methods/liir.py `encoder`); LIIR's own inference protocol is not
+built yet.
 
   python -m corrjax.main --config=configs/liir.py \
       --config.data.root=/data/youtube-vos/train_all_frames/JPEGImages \
-      --config.eval.root=/data/DAVIS
+      --config.evals.davis.root=/data/DAVIS
   python -m corrjax.main --config=configs/liir.py:smoke
 
 Arguments (comma-separated): smoke.
@@ -52,13 +52,13 @@ def get_config(arg=None):
   )
   # lr x0.5 once more than 400k, 600k, 800k, 1M samples have been seen
   # (`main_dis.py:290-299`): 0-based step floor(T / 12) + 1.
-  c.optim = dict(name="adam", learning_rate=1e-3, weight_decay=0.0,
+  c.optim = dict(frozen=(), name="adam", learning_rate=1e-3, weight_decay=0.0,
                  momentum=0.9, schedule="multistep", warmup_steps=0,
                  gamma=0.5,
                  milestones=tuple(t // _BATCH + 1 for t in (
                      400_000, 600_000, 800_000, 1_000_000)))
   c.data = frame_pairs.pair_data(batch_size=_BATCH)
-  c.eval = cd.vos_eval(source="davis", root="")
+  c.evals = cd.evals(davis=cd.vos_eval(source="davis"))
   if arg.smoke:
     c.model = dict(width=4, widths=(4, 8, 8, 8), strides=(1, 2, 1, 1),
                    pe_size=(32, 32), match_dim=8, semantic_dim=8,
@@ -68,10 +68,10 @@ def get_config(arg=None):
         source="synthetic", size=64, batch_size=4, num_threads=2,
         prefetch=2, pairs_per_epoch=0)
     c.data.synthetic.update(num_videos=4, num_frames=12, height=64, width=64)
-    c.eval = cd.vos_eval(
+    c.evals = cd.evals(synthetic=cd.vos_eval(
         source="synthetic", context=3, topk=5, random_init_baseline=False,
         synthetic=cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
-                                      size=64))
+                                      size=64)))
     c.total_steps = 4
     c.log_every_steps = 2
     c.checkpoint_every_steps = 2

@@ -16,10 +16,13 @@ import optax
 from corrjax import checkpointing
 from corrjax import methods
 from corrjax import pretrained
+from corrjax.methods import liir
 from corrjax.evals import features
 from corrjax.evals import network as network_lib
 
 SELF = "self"  # Fusion member checkpoint meaning "the evaluated network".
+# Encoder directories of whole networks (corrjax.convert), by their arch.
+ENCODER_ARCHS = {liir.ARCH: liir.encoder_from_variables}
 
 
 def state_tree(state) -> dict:
@@ -60,9 +63,12 @@ def from_path(path: str, label: str, batch_size: int = 8
   pretrained.check_encoder_path(path)
   if pretrained.is_encoder_dir(path):
     variables, spec = pretrained.load_encoder(path)
-    return network_lib.from_encoder(
-        label, features.trunk_encoder(**spec), variables,
-        batch_size=batch_size)
+    if spec["arch"] in ENCODER_ARCHS:  # Whole networks, not plain trunks.
+      encoder = ENCODER_ARCHS[spec["arch"]](variables)
+    else:
+      encoder = features.trunk_encoder(**spec)
+    return network_lib.from_encoder(label, encoder, variables,
+                                    batch_size=batch_size)
   config = pretrained.workdir_config(path)
   _, tree = checkpointing.restore_tree(path)
   return of_method(config, tree, label, batch_size)

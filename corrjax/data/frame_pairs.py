@@ -70,7 +70,7 @@ def resize_linear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   return np.einsum("qw,pwc->pqc", mw, rows, optimize=True).astype(np.float32)
 
 
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+def rgb_to_lab(rgb: np.ndarray, xp=np) -> np.ndarray:
   """OpenCV's float RGB -> Lab (sRGB, D65 white), as `cv2.cvtColor`.
 
   The exact formulas of OpenCV's documentation; OpenCV itself interpolates
@@ -79,24 +79,27 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
   Args:
     rgb: float32 [..., 3] in [0, 1].
+    xp: numpy (float64 inside, as here for training) or jax.numpy (float32,
+      jit-able: the LIIR encoder at evaluation).
 
   Returns:
     float32 [..., 3]: L in [0, 100], a and b in about [-127, 127].
   """
-  rgb = np.clip(rgb.astype(np.float64), 0.0, 1.0)
-  linear = np.where(rgb <= 0.04045, rgb / 12.92,
+  rgb = xp.clip(rgb.astype(np.float64 if xp is np else np.float32), 0.0,
+                1.0)
+  linear = xp.where(rgb <= 0.04045, rgb / 12.92,
                     ((rgb + 0.055) / 1.055) ** 2.4)
-  m = np.array([[0.412453, 0.357580, 0.180423],
+  m = xp.array([[0.412453, 0.357580, 0.180423],
                 [0.212671, 0.715160, 0.072169],
                 [0.019334, 0.119193, 0.950227]])
   xyz = linear @ m.T
-  xyz /= np.array([0.950456, 1.0, 1.088754])
-  f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+  xyz = xyz / xp.array([0.950456, 1.0, 1.088754])
+  f = xp.where(xyz > 0.008856, xp.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
   y = xyz[..., 1]
-  lightness = np.where(y > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * y)
+  lightness = xp.where(y > 0.008856, 116.0 * f[..., 1] - 16.0, 903.3 * y)
   a = 500.0 * (f[..., 0] - f[..., 1])
   b = 200.0 * (f[..., 1] - f[..., 2])
-  return np.stack([lightness, a, b], -1).astype(np.float32)
+  return xp.stack([lightness, a, b], -1).astype(np.float32)
 
 
 def lab_frame(frame: np.ndarray, size: int) -> np.ndarray:

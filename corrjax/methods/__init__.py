@@ -26,10 +26,11 @@ docs/adding_a_method.md walks through adding one.
 from corrjax.methods import byol
 from corrjax.methods import crw
 from corrjax.methods import fine_grained
+from corrjax.methods import liir
 from corrjax.methods import moco
 
 METHODS = {"fine_grained": fine_grained, "moco": moco, "byol": byol,
-           "crw": crw}
+           "crw": crw, "liir": liir}
 
 
 def get(name: str):

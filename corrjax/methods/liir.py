@@ -1,4 +1,4 @@
-"""LIIR training (draft; not registered in methods/__init__.py yet).
+"""LIIR training and its evaluation seam.
 
 Li et al., "Locality-Aware Inter-and Intra-Video Reconstruction for
 Self-Supervised Correspondence Learning", CVPR 2022; as the unofficial
@@ -42,6 +42,8 @@ import optax
 import numpy as np
 
 from corrjax import train_state as train_state_lib
+from corrjax.evals import features as features_lib
+from corrjax.ops import l2norm
 from corrjax.data import frame_pairs
 from corrjax.losses import liir_inter
 from corrjax.losses import liir_objective
@@ -198,51 +200,59 @@ def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
       seed=config.seed)
 
 
-def encoder_spec(config: ml_collections.ConfigDict) -> dict:
-  """The network label propagation needs (arch 'liir_resnet18': LIIRNet)."""
-  return dict(arch=ARCH, width=config.model.width, padding_mode="zeros")
+def _model_from_variables(variables: dict) -> liir.LIIRNet:
+  """The LIIRNet whose parameters `variables` holds (sizes from shapes)."""
+  params = variables["params"]
+  width = params["encoder"]["conv1"]["kernel"].shape[-1]
+  widths = tuple(params["encoder"][f"layer{i}"]["block0"]["conv1"]["kernel"]
+                 .shape[-1] for i in range(1, 5))
+  pe = params.get("pos_embed")
+  return liir.LIIRNet(
+      width=width, widths=widths, strides=(1, 2, 1, 1),
+      pe_size=tuple(pe.shape[1:3]) if pe is not None else (128, 128),
+      match_dim=params["post_convolution"]["kernel"].shape[-1],
+      use_pe=pe is not None)
 
 
-def encoder_variables(state: train_state_lib.TrainState) -> dict:
-  """The whole LIIRNet: trunk, position embedding and post_convolution."""
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
-def make_feature_fn(model: liir.LIIRNet, variables: dict, *,
-                    pad_divisible: int = 4):
-  """Frames -> LIIR's matching features f4 for label propagation.
+def encoder_from_variables(variables: dict, *, pad_divisible: int = 4
+                           ) -> features_lib.Encoder:
+  """LIIR's matching features f4 for label propagation (stride 4).
 
   As LIIR_pytorch's evaluation (`evaluate_davis.py:83-95`,
   `functional/feeder/dataset/DavisLoaderLab.py:19-38`): full-resolution
-  frames, float RGB / 255 -> Lab (data/frame_pairs.py `rgb_to_lab`),
-  normalised by (50, 0, 0), (50, 127, 127), zero-padded at the bottom and
-  right to a multiple of `pad_divisible`; trunk (BN running statistics,
-  position embedding resized to the frame) -> post_convolution. Raw
-  features: LIIR's affinities are dot products without normalisation.
-
-  Args:
-    model: the network.
-    variables: {"params", "batch_stats"} (encoder_variables or a
-      `convert --kind=liir` directory).
-    pad_divisible: pad to a multiple of this (4).
-
-  Returns:
-    fn(frames uint8 [T, H, W, 3]) -> float32 [T, Hp / 4, Wp / 4, 64] numpy,
-    Hp, Wp the padded size; one frame per call (sizes vary per video).
+  frames, RGB / 255 -> Lab (data/frame_pairs.py `rgb_to_lab`) normalised by
+  (50, 0, 0), (50, 127, 127), zero-padded at the bottom and right to a
+  multiple of 4; trunk (BN running statistics, position embedding resized
+  to the frame) -> post_convolution, 64-d. LIIR's own protocol uses raw dot
+  products; for the CRW protocol (cosine affinities) the cells are
+  L2-normalised here.
   """
+  model = _model_from_variables(variables)
 
-  @jax.jit
-  def encode(x):
-    return model.apply(variables, x, method=lambda m, x: m.post_convolution(
+  def apply(variables, frames):
+    x = frame_pairs.rgb_to_lab(frames.astype(jnp.float32) / 255.0, xp=jnp)
+    x = (x - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
+    h, w = x.shape[1:3]
+    x = jnp.pad(x, ((0, 0), (0, (-h) % pad_divisible),
+                    (0, (-w) % pad_divisible), (0, 0)))
+    out = model.apply(variables, x, method=lambda m, x: m.post_convolution(
         m.trunk(x, train=False)))
+    return l2norm.l2_normalize(out)
 
-  def feature_fn(frames: np.ndarray) -> np.ndarray:
-    lab = (frame_pairs.rgb_to_lab(frames.astype(np.float32) / 255.0)
-           - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
-    h, w = lab.shape[1:3]
-    pad_h, pad_w = (-h) % pad_divisible, (-w) % pad_divisible
-    lab = np.pad(lab, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-    return np.concatenate([np.asarray(encode(jnp.asarray(f[None])))
-                           for f in lab])
+  return features_lib.Encoder(apply=apply, stride=4)
 
-  return feature_fn
+
+def encoder(config: ml_collections.ConfigDict) -> features_lib.Encoder:
+  """The evaluation seam (methods/__init__.py): f4 at stride 4. The sizes
+  come from the variables (trained here or converted), not the config."""
+  del config
+
+  def apply(variables, frames):
+    return encoder_from_variables(variables).apply(variables, frames)
+
+  return features_lib.Encoder(apply=apply, stride=4)
+
+
+def encoder_variables(tree: dict) -> dict:
+  """The whole LIIRNet: trunk, position embedding and post_convolution."""
+  return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
