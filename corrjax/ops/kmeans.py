@@ -163,6 +163,13 @@ def _update(x, weights, labels, centers):
   return jnp.where(counts > 0, sums / jnp.maximum(counts, 1e-12), centers)
 
 
+def _assign_t(x_t: jax.Array, centers: jax.Array) -> jax.Array:
+  """`assign` from x transposed, float32 [D, N] (a faster layout on CPU)."""
+  dots = jnp.dot(centers, x_t, precision=_HIGHEST)  # [K, N]
+  scores = jnp.sum(centers * centers, axis=-1)[:, None] - 2.0 * dots
+  return jnp.argmin(scores, axis=0).astype(jnp.int32)
+
+
 def lloyd(x: jax.Array, centers: jax.Array, num_steps: int,
           weights: jax.Array | None = None) -> dict[str, jax.Array]:
   """`num_steps` EM (Lloyd) steps from `centers`, one video.
@@ -171,7 +178,9 @@ def lloyd(x: jax.Array, centers: jax.Array, num_steps: int,
   centre to the weighted mean of its points. The returned labels are the
   assignment to the returned (final) centres, like sklearn's `labels_`.
   The loop leaves early once an assignment repeats: from there every step
-  is the identity, so the result equals that of exactly `num_steps` steps.
+  is the identity, so the result equals that of exactly `num_steps` steps
+  (sklearn with tol=0 stops at the same point; its default tol=1e-4 stops
+  earlier, on a small centre shift).
 
   Args:
     x: float32 [N, D].
@@ -185,7 +194,8 @@ def lloyd(x: jax.Array, centers: jax.Array, num_steps: int,
   """
   if weights is None:
     weights = jnp.ones(x.shape[:1], jnp.float32)
-  labels = assign(x, centers)
+  x_t = x.T
+  labels = _assign_t(x_t, centers)
 
   def cond(carry):
     i, _, _, done = carry
@@ -194,7 +204,7 @@ def lloyd(x: jax.Array, centers: jax.Array, num_steps: int,
   def body(carry):
     i, centers, labels, _ = carry
     centers = _update(x, weights, labels, centers)
-    new = assign(x, centers)
+    new = _assign_t(x_t, centers)
     return i + 1, centers, new, jnp.all(new == labels)
 
   steps, centers, labels, _ = jax.lax.while_loop(
@@ -205,11 +215,15 @@ def lloyd(x: jax.Array, centers: jax.Array, num_steps: int,
           "steps": steps}
 
 
-@functools.partial(jax.jit, static_argnames=("num_clusters", "num_steps"))
 def kmeans(rng: jax.Array, x: jax.Array, *, num_clusters: int = 5,
            num_steps: int = 100, weights: jax.Array | None = None,
-           init: jax.Array | None = None) -> dict[str, jax.Array]:
+           init: jax.Array | None = None,
+           vmap: bool = False) -> dict[str, jax.Array]:
   """k-means over a batch of videos: k-means++ seeding, then `lloyd`.
+
+  Seeding is vmapped over videos. The EM loops run video after video
+  (`lax.map`) by default, so each stops at its own convergence; with
+  `vmap=True` they run in lockstep until the slowest one converges.
 
   Args:
     rng: PRNG key (split over videos).
@@ -218,21 +232,36 @@ def kmeans(rng: jax.Array, x: jax.Array, *, num_clusters: int = 5,
     num_steps: EM steps (100 in the paper).
     weights: optional float [V, N], 0 for padding.
     init: optional float [V, M, D] initial centres (skips k-means++).
+    vmap: vmap the EM loops instead of mapping them.
 
   Returns:
     {"centers": float32 [V, M, D], "labels": int32 [V, N],
      "inertia": float32 [V], "steps": int32 [V]}.
   """
-  x = x.astype(jnp.float32)
-  v, n = x.shape[:2]
   if weights is None:
-    weights = jnp.ones((v, n), jnp.float32)
+    # Made outside the jit: an all-ones constant inside it would have XLA
+    # constant-fold k-means++'s cumsum over N at compile time (seconds).
+    weights = jnp.ones(x.shape[:2], jnp.float32)
+  return _kmeans(rng, x, weights, init, num_clusters=num_clusters,
+                 num_steps=num_steps, vmap=vmap)
+
+
+@functools.partial(jax.jit,
+                   static_argnames=("num_clusters", "num_steps", "vmap"))
+def _kmeans(rng, x, weights, init, *, num_clusters, num_steps, vmap):
+  """`kmeans`, jit-compiled, with `weights` given."""
+  x = x.astype(jnp.float32)
+  v = x.shape[0]
   weights = weights.astype(jnp.float32)
   if init is None:
     init = jax.vmap(kmeans_plus_plus, in_axes=(0, 0, None, 0))(
         jax.random.split(rng, v), x, num_clusters, weights)
-  return jax.vmap(lloyd, in_axes=(0, 0, None, 0))(
-      x, init.astype(jnp.float32), num_steps, weights)
+  init = init.astype(jnp.float32)
+  if vmap:
+    return jax.vmap(lloyd, in_axes=(0, 0, None, 0))(
+        x, init, num_steps, weights)
+  return jax.lax.map(lambda a: lloyd(a[0], a[1], num_steps, a[2]),
+                     (x, init, weights))
 
 
 def pseudo_labels(labels: jax.Array, num_clusters: int, *,
