@@ -109,7 +109,8 @@ def long_term_loss(*, of_warped: jax.Array, warped: jax.Array,
 
 
 def affinity(ref_keys: jax.Array, query_keys: jax.Array, *,
-             temperature: float = 1.0) -> jax.Array:
+             temperature: float = 1.0,
+             ref_valid: jax.Array | None = None) -> jax.Array:
   """A = softmax over references of I_r I_q^T (Eq. 6).
 
   Args:
@@ -117,12 +118,16 @@ def affinity(ref_keys: jax.Array, query_keys: jax.Array, *,
     query_keys: I_q, float [B, P_q, D].
     temperature: divides the dot products (1 in the paper, 0.05 in the
       released code).
+    ref_valid: optional bool [B, N*P_r]; False excludes a reference pixel
+      (empty slots of a fixed-size memory). At least one must be True.
 
   Returns:
     float [B, N*P_r, P_q]; every column sums to 1.
   """
   logits = jnp.einsum("brd,bqd->brq", ref_keys, query_keys,
                       precision=_HIGHEST) / temperature
+  if ref_valid is not None:
+    logits = jnp.where(ref_valid[..., None], logits, -jnp.inf)
   return jax.nn.softmax(logits, axis=1)
 
 
