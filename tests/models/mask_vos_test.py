@@ -30,16 +30,19 @@ def _inputs(seed=0):
 def test_training_forward_shapes(arch):
   model = _tiny(arch)
   ref_frames, ref_masks, query = _inputs()
-  variables = model.init(jax.random.key(0), ref_frames, ref_masks, query)
-  out, _ = model.apply(variables, ref_frames, ref_masks, query, train=True,
-                       mutable=["batch_stats"])
+  variables = jax.jit(model.init)(jax.random.key(0), ref_frames, ref_masks,
+                                  query)
+  out, _ = jax.jit(lambda v: model.apply(
+      v, ref_frames, ref_masks, query, train=True,
+      mutable=["batch_stats"]))(variables)
   assert out["object_logits"].shape == (B, O, H, W)
   assert out["coarse"].shape == (B, O, H // 8, W // 8)
   assert out["query_key"].shape == (B, H // 8, W // 8, 8)
   assert out["ref_keys"].shape == (B, N, H // 8, W // 8, 8)
   np.testing.assert_allclose(jnp.linalg.norm(out["query_key"], axis=-1), 1.0,
                              rtol=1e-5)
-  feats = model.apply(variables, query, method=mask_vos.MaskVOSNet.encode)
+  feats = jax.jit(lambda v: model.apply(
+      v, query, method=mask_vos.MaskVOSNet.encode))(variables)
   assert feats["skip8"].shape[1:3] == (H // 8, W // 8)
   assert feats["skip4"].shape[1:3] == (H // 4, W // 4)
   # V takes 4 input channels (RGB + mask).
@@ -55,8 +58,9 @@ def test_coarse_mask_is_eq8():
   # The coarse mask equals A^T Y_r computed by hand from the keys.
   model = _tiny()
   ref_frames, ref_masks, query = _inputs(1)
-  variables = model.init(jax.random.key(0), ref_frames, ref_masks, query)
-  out = model.apply(variables, ref_frames, ref_masks, query)
+  variables = jax.jit(model.init)(jax.random.key(0), ref_frames, ref_masks,
+                                  query)
+  out = jax.jit(model.apply)(variables, ref_frames, ref_masks, query)
   h, w = H // 8, W // 8
   aff = losses.affinity(out["ref_keys"].reshape(B, N * h * w, -1),
                         out["query_key"].reshape(B, h * w, -1))
@@ -69,7 +73,8 @@ def test_coarse_mask_is_eq8():
 def test_gradients_reach_every_network():
   model = _tiny()
   ref_frames, ref_masks, query = _inputs(2)
-  variables = model.init(jax.random.key(0), ref_frames, ref_masks, query)
+  variables = jax.jit(model.init)(jax.random.key(0), ref_frames, ref_masks,
+                                  query)
 
   def loss_fn(params):
     out, _ = model.apply({**variables, "params": params}, ref_frames,
@@ -78,26 +83,27 @@ def test_gradients_reach_every_network():
     return losses.segmentation_loss(object_logits=out["object_logits"],
                                     labels=jnp.ones((B, H, W), jnp.int32))[0]
 
-  grads = jax.grad(loss_fn)(variables["params"])
+  grads = jax.jit(jax.grad(loss_fn))(variables["params"])
   for name in ("encoder", "mask_encoder", "decoder"):
     norm = sum(float(jnp.abs(g).sum())
                for g in jax.tree_util.tree_leaves(grads[name]))
     assert norm > 0, name
 
 
-@pytest.mark.parametrize("rounds", [0, 1, 2])
-def test_segment_video_rounds(rounds):
+def test_segment_video_rounds():
   model = _tiny()
   ref_frames, ref_masks, query = _inputs(3)
-  variables = model.init(jax.random.key(0), ref_frames, ref_masks, query)
+  variables = jax.jit(model.init)(jax.random.key(0), ref_frames, ref_masks,
+                                  query)
   frames = np.asarray(jax.random.normal(jax.random.key(1), (3, H, W, 3)))
   first = np.zeros((H, W), np.int64)
   first[:8, :8], first[8:, 16:] = 1, 2
-  probs = inference.segment_video(model, variables, frames, first, O,
-                                  context=2, rounds=rounds)
-  assert probs.shape == (3, O + 1, H, W)
-  np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-  np.testing.assert_array_equal(probs[0].argmax(0), first)
+  for rounds in (0, 1, 2):
+    probs = inference.segment_video(model, variables, frames, first, O,
+                                    context=2, rounds=rounds)
+    assert probs.shape == (3, O + 1, H, W)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(probs[0].argmax(0), first)
 
 
 def test_push_keeps_first_frame():
