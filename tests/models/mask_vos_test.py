@@ -112,3 +112,25 @@ def test_push_keeps_first_frame():
   out = inference.push(mem, {"keys": jnp.array([9.0])})
   np.testing.assert_array_equal(out["keys"][:, 0], [0, 9, 1, 2])
   np.testing.assert_array_equal(out["valid"], [True, True, True, False])
+
+
+def _conv(k, i, o):
+  return k * k * i * o + o
+
+
+def test_parameter_counts_of_the_paper_configuration():
+  # ResNet-18 trunk without fc: 11,176,512 (tests/models/resnet_test.py);
+  # V's conv1 takes a 4th (mask) channel: + 7 * 7 * 64.
+  model = mask_vos.MaskVOSNet()
+  variables = jax.eval_shape(
+      model.init, jax.random.key(0), jnp.zeros((1, 2, 64, 64, 3)),
+      jnp.zeros((1, 2, 1, 64, 64)), jnp.zeros((1, 64, 64, 3)))
+  count = lambda t: sum(x.size for x in jax.tree_util.tree_leaves(t))
+  params = variables["params"]
+  assert count(params["encoder"]) == 11_176_512 + _conv(1, 512, 128)
+  assert count(params["mask_encoder"]) == (11_176_512 + 7 * 7 * 64 +
+                                           _conv(1, 512, 512))
+  block = lambda i, o: _conv(3, i, o) + _conv(3, o, o) + _conv(3, i, o)
+  assert count(params["decoder"]) == (
+      block(1024, 512) + _conv(3, 128, 512) + block(512, 256) +
+      _conv(3, 64, 256) + block(256, 128) + _conv(1, 128, 1))
