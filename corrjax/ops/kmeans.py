@@ -18,6 +18,8 @@ is sum_i w_i ||x_i - c_{s_i}||^2.
 Assignment is exact float32: argmin_k ||c_k||^2 - 2 <x_i, c_k> with the dot
 products at HIGHEST precision, the formula sklearn's Lloyd uses
 (`_k_means_lloyd`), so both pick the same cluster except at float ties.
+Each EM step reads the pixels once, in cache-sized row chunks that are
+assigned and summed together (`_pass`).
 A cluster left empty keeps its centre (sklearn moves it to a far point).
 """
 
@@ -154,63 +156,86 @@ def kmeans_plus_plus(rng: jax.Array, x: jax.Array, num_clusters: int,
   return centers
 
 
-def _update(x, weights, labels, centers):
-  """M-step: weighted means; an empty cluster keeps its centre."""
-  onehot = jax.nn.one_hot(labels, centers.shape[0], dtype=x.dtype)
-  onehot = onehot * weights[:, None]
-  sums = jnp.dot(onehot.T, x, precision=_HIGHEST)
-  counts = onehot.sum(axis=0)[:, None]
-  return jnp.where(counts > 0, sums / jnp.maximum(counts, 1e-12), centers)
+def _pass(x_chunks: jax.Array, w_chunks: jax.Array, centers: jax.Array):
+  """E-step and the M-step's sums in one pass over row chunks of x.
 
+  Each [chunk, D] block is assigned and summed while it is in cache, so x
+  is read once per EM step (as sklearn's chunked Lloyd does).
 
-def _assign_t(x_t: jax.Array, centers: jax.Array) -> jax.Array:
-  """`assign` from x transposed, float32 [D, N] (a faster layout on CPU)."""
-  dots = jnp.dot(centers, x_t, precision=_HIGHEST)  # [K, N]
-  scores = jnp.sum(centers * centers, axis=-1)[:, None] - 2.0 * dots
-  return jnp.argmin(scores, axis=0).astype(jnp.int32)
+  Args:
+    x_chunks: float32 [C, chunk, D]; w_chunks: float32 [C, chunk].
+    centers: float32 [K, D].
+
+  Returns:
+    (labels int32 [C * chunk] = assign(x, centers), per-cluster weighted
+    sums [K, D] and weights [K] of those labels).
+  """
+  k = centers.shape[0]
+  sq = jnp.sum(centers * centers, axis=-1)
+
+  def chunk(acc, block):
+    xb, wb = block
+    dots = jnp.dot(xb, centers.T, precision=_HIGHEST)
+    labels = jnp.argmin(sq - 2.0 * dots, axis=-1).astype(jnp.int32)
+    onehot = jax.nn.one_hot(labels, k, dtype=xb.dtype) * wb[:, None]
+    return (acc[0] + jnp.dot(onehot.T, xb, precision=_HIGHEST),
+            acc[1] + onehot.sum(axis=0)), labels
+
+  init = (jnp.zeros_like(centers), jnp.zeros((k,), centers.dtype))
+  (sums, counts), labels = jax.lax.scan(chunk, init, (x_chunks, w_chunks))
+  return labels.reshape(-1), sums, counts
 
 
 def lloyd(x: jax.Array, centers: jax.Array, num_steps: int,
-          weights: jax.Array | None = None) -> dict[str, jax.Array]:
+          weights: jax.Array | None = None,
+          chunk: int = 2048) -> dict[str, jax.Array]:
   """`num_steps` EM (Lloyd) steps from `centers`, one video.
 
-  Each step assigns every point to its nearest centre, then moves each
-  centre to the weighted mean of its points. The returned labels are the
-  assignment to the returned (final) centres, like sklearn's `labels_`.
-  The loop leaves early once an assignment repeats: from there every step
-  is the identity, so the result equals that of exactly `num_steps` steps
-  (sklearn with tol=0 stops at the same point; its default tol=1e-4 stops
-  earlier, on a small centre shift).
+  Each step moves each centre to the weighted mean of its points (an empty
+  cluster keeps its centre), then assigns every point to its nearest
+  centre. The returned labels are the assignment to the returned (final)
+  centres, like sklearn's `labels_`. The loop leaves early once an
+  assignment repeats: from there every step is the identity, so the result
+  equals that of exactly `num_steps` steps (sklearn with tol=0 stops at the
+  same point; its default tol=1e-4 stops earlier, on a small centre shift).
 
   Args:
     x: float32 [N, D].
     centers: float32 [K, D] initial centres.
     num_steps: EM steps (100 in the paper).
     weights: optional float [N].
+    chunk: rows per block of the fused E/M pass (speed only).
 
   Returns:
     {"centers": [K, D], "labels": int32 [N], "inertia": float32 [],
      "steps": int32 [] steps actually run}.
   """
+  n, d = x.shape
   if weights is None:
-    weights = jnp.ones(x.shape[:1], jnp.float32)
-  x_t = x.T
-  labels = _assign_t(x_t, centers)
+    weights = jnp.ones((n,), jnp.float32)
+  chunk = min(chunk, n)
+  pad = (-n) % chunk  # Zero rows of weight 0: they move no centre.
+  x_chunks = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, chunk, d)
+  w_chunks = jnp.pad(weights, (0, pad)).reshape(-1, chunk)
+  labels, sums, counts = _pass(x_chunks, w_chunks, centers)
 
   def cond(carry):
-    i, _, _, done = carry
+    i, *_, done = carry
     return jnp.logical_and(i < num_steps, jnp.logical_not(done))
 
   def body(carry):
-    i, centers, labels, _ = carry
-    centers = _update(x, weights, labels, centers)
-    new = _assign_t(x_t, centers)
-    return i + 1, centers, new, jnp.all(new == labels)
+    i, centers, labels, sums, counts, _ = carry
+    centers = jnp.where(counts[:, None] > 0,
+                        sums / jnp.maximum(counts[:, None], 1e-12), centers)
+    new, sums, counts = _pass(x_chunks, w_chunks, centers)
+    return i + 1, centers, new, sums, counts, jnp.all(new == labels)
 
-  steps, centers, labels, _ = jax.lax.while_loop(
-      cond, body, (jnp.int32(0), centers, labels, jnp.bool_(False)))
-  d = jnp.take_along_axis(sq_distances(x, centers), labels[:, None], 1)
-  inertia = jnp.sum(weights * d[:, 0])
+  steps, centers, labels, *_ = jax.lax.while_loop(
+      cond, body,
+      (jnp.int32(0), centers, labels, sums, counts, jnp.bool_(False)))
+  labels = labels[:n]
+  d2 = jnp.take_along_axis(sq_distances(x, centers), labels[:, None], 1)
+  inertia = jnp.sum(weights * d2[:, 0])
   return {"centers": centers, "labels": labels, "inertia": inertia,
           "steps": steps}
 
