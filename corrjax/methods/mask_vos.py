@@ -1,0 +1,215 @@
+"""Mask-VOS training (DRAFT): mask embedding + correspondence, Eq. 16.
+
+Li et al., CVPR 2023, §3 and §3.3. One step on a batch of videos:
+
+  L_seg (Eqs. 5-10): references r1, r2 with pseudo masks -> the query's
+    per-object logits (models.mask_vos.MaskVOSNet) -> soft aggregation ->
+    CE against the query's pseudo mask;
+  L_short (Eq. 12): successive frames t, t+1 and a random Phi
+    (ops.view_warp): X'_t = E(Phi(I_t)), X_{t+1} = Phi(E(I_{t+1}));
+  L_long (Eqs. 14-15): distant frames t, t' (|t - t'| >= 5):
+    X'_t' = E(Phi(I_t')) gives o_k, X_t' = Phi(E(I_t')) is trained against
+    E(I_t);
+  L = seg_weight L_seg + 0.1 L_short + 0.5 L_long (seg_weight 0 for the
+    paper's first 300 epochs of L_corr only, then 1).
+
+Phi is drawn per step from fold_in(state.rng, step). Keys are compared at
+the paper's temperature 1 by default (`config.loss.temperature`; the
+released code uses 0.05).
+
+DRAFT status: `make_batches` serves synthetic videos whose ground-truth
+object masks stand in for pseudo masks; the pseudo-labelling job
+(ops.kmeans + data.pseudo_masks, re-run every 10 epochs) and the evaluator
+seam (models.mask_vos_inference.segment_video) are integrated by the lead.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from corrjax import train_state as train_state_lib
+from corrjax.data import normalization
+from corrjax.losses import mask_vos as losses
+from corrjax.models import mask_vos
+from corrjax.ops import view_warp
+
+
+def build_model(config: ml_collections.ConfigDict) -> mask_vos.MaskVOSNet:
+  m = config.model
+  return mask_vos.MaskVOSNet(
+      arch=m.arch, width=m.width, key_dim=m.key_dim, value_dim=m.value_dim,
+      decoder_widths=tuple(m.decoder_widths),
+      temperature=config.loss.temperature)
+
+
+def init_state(rng: jax.Array, *, model: mask_vos.MaskVOSNet,
+               tx: optax.GradientTransformation,
+               config: ml_collections.ConfigDict
+               ) -> train_state_lib.TrainState:
+  """Weights from `rng`; shapes from a 1-video batch of the config's size."""
+  init_rng, state_rng = jax.random.split(rng)
+  s, o = config.data.crop_size, config.data.num_objects
+  variables = model.init(init_rng, jnp.zeros((1, 2, s, s, 3)),
+                         jnp.zeros((1, 2, o, s, s)), jnp.zeros((1, s, s, 3)))
+  params = variables["params"]
+  return train_state_lib.TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables["batch_stats"], opt_state=tx.init(params),
+      rng=state_rng)
+
+
+def _flat_keys(x: jax.Array) -> jax.Array:
+  return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def losses_fn(params, batch_stats, batch, rng, *, model, temperature,
+              seg_weight, short_weight, long_weight, normalization_name):
+  """Eq. 16 and its terms; returns (loss, (terms, new batch_stats))."""
+  norm = functools.partial(normalization.normalize, name=normalization_name)
+  seg_frames = norm(batch["seg_frames"])  # [B, 3, H, W, 3]: r1, r2, q.
+  short, long_ = norm(batch["short_frames"]), norm(batch["long_frames"])
+  b, _, hh, ww = seg_frames.shape[:4]
+  o = batch["object_valid"].shape[1]
+  onehot = jax.nn.one_hot(batch["seg_masks"][:, :2], o + 1)[..., 1:]
+  ref_masks = jnp.moveaxis(onehot, -1, 2)  # [B, 2, O, H, W]
+  variables = {"params": params, "batch_stats": batch_stats}
+  out, updates = model.apply(variables, seg_frames[:, :2], ref_masks,
+                             seg_frames[:, 2], train=True,
+                             mutable=["batch_stats"])
+  seg, terms = losses.segmentation_loss(
+      object_logits=out["object_logits"], labels=batch["seg_masks"][:, 2],
+      object_valid=batch["object_valid"])
+  variables = {"params": params, "batch_stats": updates["batch_stats"]}
+  short_rng, long_rng = jax.random.split(rng)
+  # One train-mode pass over [Phi(I_t), I_t+1, Phi(I_t'), I_t', I_t].
+  s_box, s_flip = view_warp.sample_phi(short_rng, b)
+  l_box, l_flip = view_warp.sample_phi(long_rng, b)
+  size = (hh, ww)
+  frames = jnp.concatenate([
+      view_warp.apply_phi(short[:, 0], s_box, s_flip, size), short[:, 1],
+      view_warp.apply_phi(long_[:, 1], l_box, l_flip, size), long_[:, 1],
+      long_[:, 0]])
+  feats, updates = model.apply(variables, frames, train=True,
+                               method=mask_vos.MaskVOSNet.encode,
+                               mutable=["batch_stats"])
+  keys = jnp.split(feats["key"], 5)
+  h, w = keys[0].shape[1:3]
+  short_loss, short_terms = losses.short_term_loss(
+      warped_next=_flat_keys(view_warp.apply_phi(keys[1], s_box, s_flip,
+                                                 (h, w))),
+      of_warped=_flat_keys(keys[0]), temperature=temperature)
+  long_loss, long_terms = losses.long_term_loss(
+      of_warped=_flat_keys(keys[2]),
+      warped=_flat_keys(view_warp.apply_phi(keys[3], l_box, l_flip, (h, w))),
+      target=_flat_keys(keys[4]), temperature=temperature)
+  loss = losses.total_loss(seg=seg_weight * seg, short=short_loss,
+                           long=long_loss, short_weight=short_weight,
+                           long_weight=long_weight)
+  return loss, ({**terms, **short_terms, **long_terms},
+                updates["batch_stats"])
+
+
+def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
+               *, model, tx, schedule, **loss_kwargs):
+  """One update. Pure; jit it with shardings (see train.py).
+
+  Args:
+    state: the train state.
+    batch: {"seg_frames": uint8 [B, 3, H, W, 3] (two references, then the
+      query), "seg_masks": int32 [B, 3, H, W] pseudo masks in [0, O],
+      "object_valid": bool [B, O], "short_frames": uint8 [B, 2, H, W, 3]
+      (t, t+1), "long_frames": uint8 [B, 2, H, W, 3] (t, t')}.
+    model, tx, schedule: network, optimiser, learning-rate schedule.
+    **loss_kwargs: `losses_fn`'s keyword arguments.
+
+  Returns:
+    (new state, metrics dict of scalars).
+  """
+  rng = jax.random.fold_in(state.rng, state.step)
+  (loss, (terms, batch_stats)), grads = jax.value_and_grad(
+      losses_fn, has_aux=True)(state.params, state.batch_stats, batch, rng,
+                               model=model, **loss_kwargs)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params,
+                            batch_stats=batch_stats, opt_state=opt_state)
+  metrics = {"loss": loss, **terms, "lr": schedule(state.step),
+             "grad_norm": optax.tree.norm(grads),
+             "param_norm": optax.tree.norm(params)}
+  return new_state, metrics
+
+
+def bind_train_step(config: ml_collections.ConfigDict, *,
+                    model: mask_vos.MaskVOSNet,
+                    tx: optax.GradientTransformation,
+                    schedule: optax.Schedule):
+  """`train_step` with everything but (state, batch) bound from `config`."""
+  lc = config.loss
+  if config.data.crop_size % 8:
+    raise ValueError(f"config.data.crop_size={config.data.crop_size} must "
+                     "be a multiple of 8 (the encoders' output stride).")
+  return functools.partial(
+      train_step, model=model, tx=tx, schedule=schedule,
+      temperature=lc.temperature, seg_weight=lc.seg_weight,
+      short_weight=lc.short_weight, long_weight=lc.long_weight,
+      normalization_name=config.data.normalization)
+
+
+class _SyntheticSource:
+  """Moving coloured squares; their masks stand in for pseudo masks."""
+
+  bad_frames = frozenset()
+
+  def __init__(self, config, seed):
+    self.c, self.rng = config, np.random.default_rng(seed)
+
+  def video(self):
+    c, rng = self.c, self.rng
+    t, s, o = c.num_frames, c.crop_size, c.num_objects
+    frames = np.tile(rng.integers(0, 256, (1, 1, 1, 3)), (t, s, s, 1))
+    masks = np.zeros((t, s, s), np.int32)
+    for k in range(1, o + 1):
+      size = int(rng.integers(s // 6, s // 3))
+      y, x = rng.integers(0, s - size, 2)
+      vy, vx = rng.integers(-2, 3, 2)
+      colour = rng.integers(0, 256, 3)
+      for i in range(t):
+        yi = int(np.clip(y + vy * i, 0, s - size))
+        xi = int(np.clip(x + vx * i, 0, s - size))
+        frames[i, yi:yi + size, xi:xi + size] = colour
+        masks[i, yi:yi + size, xi:xi + size] = k
+    return frames.astype(np.uint8), masks
+
+  def example(self):
+    frames, masks = self.video()
+    t, rng = len(frames), self.rng
+    seg = np.sort(rng.choice(t, 3, replace=False))
+    short = int(rng.integers(0, t - 1))
+    gap = self.c.long_gap
+    first = int(rng.integers(0, t - gap))
+    far = int(rng.integers(first + gap, t))
+    return {"seg_frames": frames[seg], "seg_masks": masks[seg],
+            "object_valid": np.ones((self.c.num_objects,), bool),
+            "short_frames": frames[[short, short + 1]],
+            "long_frames": frames[[first, far]]}
+
+
+def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
+  """Synthetic batches (DRAFT; see module docstring) and their source."""
+  d = config.data
+  if d.source != "synthetic":
+    raise NotImplementedError(
+        "methods/mask_vos.py draft: only data.source='synthetic'; real "
+        "videos need the pseudo-labelling job.")
+  source = _SyntheticSource(d, config.seed + start_step)
+
+  def batches():
+    for _ in range(start_step, config.total_steps):
+      examples = [source.example() for _ in range(d.batch_size)]
+      yield {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+  return batches(), source
