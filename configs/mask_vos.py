@@ -9,7 +9,9 @@ loss (Eq. 16) at 1e-5 with pseudo masks re-clustered every 10 epochs
 74.5 J&F on DAVIS-17 val (ResNet-18, Table 4a).
 
 Draft: the method trains on synthetic videos only until the pseudo-label
-job and the evaluator seam land (see methods/mask_vos.py).
+job lands (see methods/mask_vos.py); evaluation runs the decoder with
+refinement (`evals.davis`) and E alone by label propagation
+(`evals.davis_propagation`).
 
   python -m corrjax.main --config=configs/mask_vos.py:smoke
 
@@ -34,16 +36,24 @@ def get_config(arg=None):
                                      pe_dim=48, pe_scale=1.0,
                                      max_fraction=0.4, every_epochs=10))
   c.inference = mlc.ConfigDict(dict(context=20, rounds=2))
-  c.optim = mlc.ConfigDict(dict(name="adam", learning_rate=1e-4,
+  c.optim = mlc.ConfigDict(dict(frozen=(), name="adam", learning_rate=1e-4,
                                 weight_decay=0.0, momentum=0.9,
                                 schedule="constant", warmup_steps=0))
   c.data = mlc.ConfigDict(dict(source="synthetic", batch_size=16,
                                crop_size=256, num_frames=12, num_objects=2,
                                long_gap=5, normalization="imagenet"))
+  # The decoder with R refinement rounds; E alone by label propagation.
+  c.evals = cd.evals(
+      davis=cd.vos_eval(source="davis"),
+      davis_propagation=cd.vos_eval(source="davis", predictor="propagation"))
   if arg.smoke:
     c.model.update(width=4, key_dim=8, value_dim=16,
                    decoder_widths=(16, 8, 8))
     c.data.update(batch_size=2, crop_size=32, num_frames=8)
+    c.evals = cd.evals(synthetic=cd.vos_eval(
+        source="synthetic", context=3, topk=5,
+        synthetic=cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
+                                      size=32)))
     c.total_steps = 2
     c.log_every_steps = 1
     c.checkpoint_every_steps = 2

@@ -107,6 +107,9 @@ def vos_eval(**overrides) -> mlc.ConfigDict:
                                  size=128),
       topk=10, radius=12.0, context=20, temperature=0.05, crop_size=-1,
       batch_size=8,  # Frames per feature-extraction call.
+      # 'auto': the method's own mask predictor when it has one (Mask-VOS),
+      # else label propagation; 'propagation': always label propagation.
+      predictor="auto",
       random_init_baseline=False,  # Also score the untrained network.
       write_pngs=True,
       overlay_frames=4,

@@ -33,11 +33,14 @@ def state_tree(state) -> dict:
 
 
 def of_method(config: ml_collections.ConfigDict, tree: dict, label: str,
-              batch_size: int = 8) -> network_lib.Network:
-  """The network of `config.method` with the weights of a state tree."""
+              batch_size: int = 8, own_predictor: bool = True
+              ) -> network_lib.Network:
+  """The network of `config.method` with the weights of a state tree (and
+  the method's mask predictor, if it has one and `own_predictor`)."""
   method = methods.get(config.method)
   variables = method.encoder_variables(tree)
-  make_predictor = getattr(method, "mask_predictor", None)
+  make_predictor = (getattr(method, "mask_predictor", None)
+                    if own_predictor else None)
   return network_lib.from_encoder(
       label, method.encoder(config), variables, batch_size=batch_size,
       predict_masks=make_predictor(config, tree) if make_predictor else None)
@@ -51,10 +54,11 @@ def initial_tree(config: ml_collections.ConfigDict) -> dict:
       tx=optax.identity(), config=config))
 
 
-def random_init(config: ml_collections.ConfigDict,
-                batch_size: int = 8) -> network_lib.Network:
+def random_init(config: ml_collections.ConfigDict, batch_size: int = 8,
+                own_predictor: bool = True) -> network_lib.Network:
   """The method's network as initialised by `config.seed` (no training)."""
-  return of_method(config, initial_tree(config), "random_init", batch_size)
+  return of_method(config, initial_tree(config), "random_init", batch_size,
+                   own_predictor)
 
 
 def from_path(path: str, label: str, batch_size: int = 8
@@ -116,6 +120,7 @@ def for_benchmark(config: ml_collections.ConfigDict, bench_name: str,
   """
   bench = config.evals[bench_name]
   batch = bench.get("batch_size", 8)
+  own = bench.get("predictor", "auto") != "propagation"
   members = bench.get("fusion") or {}
   label = "trained" if step else "random_init"
   if members:
@@ -126,7 +131,7 @@ def for_benchmark(config: ml_collections.ConfigDict, bench_name: str,
         if tree is None:
           raise ValueError(f"fusion member {name!r} is '{SELF}' but there "
                            "is no trained network in this run.")
-        parts.append(of_method(config, tree, name, batch))
+        parts.append(of_method(config, tree, name, batch, own_predictor=False))
       else:
         parts.append(from_path(member.checkpoint, name, batch))
       weights.append(member.weight)
@@ -134,7 +139,7 @@ def for_benchmark(config: ml_collections.ConfigDict, bench_name: str,
   else:
     if tree is None:
       raise ValueError("there is no network to evaluate.")
-    nets = [of_method(config, tree, label, batch)]
+    nets = [of_method(config, tree, label, batch, own_predictor=own)]
   if bench.get("random_init_baseline") and step:
-    nets.append(random_init(config, batch))
+    nets.append(random_init(config, batch, own))
   return nets

@@ -25,18 +25,20 @@ def _quiet(_):
   pass
 
 
-@pytest.mark.parametrize("config_name", ["sfc.py:smoke", "crw.py:smoke",
-                                         "moco.py:smoke", "byol.py:smoke"])
+@pytest.mark.parametrize("config_name", [
+    "sfc.py:smoke", "crw.py:smoke", "moco.py:smoke", "byol.py:smoke",
+    "liir.py:smoke", "mask_vos.py:smoke"])
 def test_method_trains_and_evaluates(tmp_path, config_name):
   config = _config(config_name)
+  n = config.total_steps
   lines = []
   out = run.train_and_evaluate(config, str(tmp_path), log=lines.append)
-  assert any(l.startswith("step 4/4 | loss") for l in lines), lines
-  assert checkpointing.complete_steps(tmp_path) == [2, 4]
+  assert any(l.startswith(f"step {n}/{n} | loss") for l in lines), lines
+  assert checkpointing.complete_steps(tmp_path)[-1] == n
   scored = out["synthetic"]["trained"]
   assert 0.0 <= scored["table"]["J&F"] <= 1.0
   folder = scored["folder"]
-  assert os.path.basename(folder).startswith("step_4-")
+  assert os.path.basename(folder).startswith(f"step_{n}-")
   for name in ("results.json", "global_results-val.csv",
                "per-sequence_results-val.csv", "protocol.json"):
     assert os.path.isfile(os.path.join(folder, name)), name

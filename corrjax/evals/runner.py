@@ -33,7 +33,7 @@ from corrjax.evals import vos
 
 # Benchmark config entries that change results (besides the protocol).
 _RESULT_KEYS = ("source", "root", "split", "videos", "split_file", "sigma",
-                "synthetic", "fusion")
+                "synthetic", "fusion", "predictor")
 
 
 def format_table(rows: dict[str, dict]) -> str:

@@ -27,10 +27,11 @@ from corrjax.methods import byol
 from corrjax.methods import crw
 from corrjax.methods import fine_grained
 from corrjax.methods import liir
+from corrjax.methods import mask_vos
 from corrjax.methods import moco
 
 METHODS = {"fine_grained": fine_grained, "moco": moco, "byol": byol,
-           "crw": crw, "liir": liir}
+           "crw": crw, "liir": liir, "mask_vos": mask_vos}
 
 
 def get(name: str):

@@ -17,10 +17,13 @@ Phi is drawn per step from fold_in(state.rng, step). Keys are compared at
 the paper's temperature 1 by default (`config.loss.temperature`; the
 released code uses 0.05).
 
+Evaluation: `mask_predictor` (Alg. 1 with R refinement rounds) on the VOS
+benchmarks, or E alone by label propagation (`encoder`; a benchmark with
+`predictor='propagation'`).
+
 DRAFT status: `make_batches` serves synthetic videos whose ground-truth
 object masks stand in for pseudo masks; the pseudo-labelling job
-(ops.kmeans + data.pseudo_masks, re-run every 10 epochs) and the evaluator
-seam (models.mask_vos_inference.segment_video) are integrated by the lead.
+(ops.kmeans + data.pseudo_masks, re-run every 10 epochs) is not wired in.
 """
 
 import functools
@@ -34,7 +37,9 @@ import optax
 from corrjax import train_state as train_state_lib
 from corrjax.data import normalization
 from corrjax.losses import mask_vos as losses
+from corrjax.evals import features as features_lib
 from corrjax.models import mask_vos
+from corrjax.models import mask_vos_inference
 from corrjax.ops import view_warp
 
 
@@ -213,3 +218,55 @@ def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
       yield {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
   return batches(), source
+
+
+# The evaluation seam (methods/__init__.py).
+
+
+def encoder(config: ml_collections.ConfigDict) -> features_lib.Encoder:
+  """E's L2-normalised 128-d keys at stride 8, for label propagation."""
+  model = build_model(config)
+  name = config.data.normalization
+
+  def apply(variables, frames):
+    x = normalization.normalize(frames, name=name)
+    return model.apply(variables, x, method=model.encode)["key"]
+
+  return features_lib.Encoder(apply=apply, stride=8)
+
+
+def encoder_variables(tree: dict) -> dict:
+  """The whole network (E, V, D): `encoder` applies E, the mask predictor
+  all three."""
+  return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
+
+
+def mask_predictor(config: ml_collections.ConfigDict, tree: dict):
+  """Alg. 1 as a VOS predictor: frames uint8 [T, H, W, 3], first mask int
+  [H, W] (ids 0..O, 255 void) -> int32 [T, H, W] ids.
+
+  Frames are normalised and zero-padded at the bottom and right to a
+  multiple of 8; references are frame 0 and the `protocol.context` previous
+  frames; `config.inference.rounds` rounds of refinement
+  (models/mask_vos_inference.py).
+  """
+  model = build_model(config)
+  variables = encoder_variables(tree)
+  name = config.data.normalization
+
+  def predict(frames: np.ndarray, first_mask: np.ndarray, protocol):
+    t, h, w = frames.shape[:3]
+    first = np.where(first_mask == 255, 0, first_mask).astype(np.int32)
+    num_objects = int(first.max())
+    pad = ((0, 0), (0, (-h) % 8), (0, (-w) % 8))
+    x = np.asarray(normalization.normalize(jnp.asarray(frames), name=name))
+    x = np.pad(x, pad + ((0, 0),))
+    first = np.pad(first, pad[1:])
+    probs = mask_vos_inference.segment_video(
+        model, variables, x, first, num_objects, context=protocol.context,
+        rounds=config.inference.rounds)
+    ids = np.argmax(probs[:, :, :h, :w], axis=1).astype(np.int32)
+    ids[0] = first_mask
+    return ids
+
+  return predict
