@@ -24,7 +24,11 @@ built yet.
       --config.evals.davis.root=/data/DAVIS
   python -m corrjax.main --config=configs/liir.py:smoke
 
-Arguments (comma-separated): smoke.
+  # Run (2) of the README, warm-started from run (1)'s workdir:
+  python -m corrjax.main --config=configs/liir.py:stage2 \
+      --config.model_init.path=workdir/liir --config.data.root=...
+
+Arguments (comma-separated): smoke, stage2.
 """
 
 from corrjax import config_defaults as cd
@@ -34,7 +38,7 @@ _STEPS_PER_EPOCH, _EPOCHS, _BATCH = 5_800, 30, 12
 
 
 def get_config(arg=None):
-  arg = cd.parse_arg(arg, smoke=False)
+  arg = cd.parse_arg(arg, smoke=False, stage2=False)
   c = cd.base(method="liir", total_steps=_EPOCHS * _STEPS_PER_EPOCH,
               log_every_steps=100, checkpoint_every_steps=5_000)
   c.model = dict(width=64, widths=(64, 128, 256, 256), strides=(1, 2, 1, 1),
@@ -59,6 +63,15 @@ def get_config(arg=None):
                      400_000, 600_000, 800_000, 1_000_000)))
   c.data = frame_pairs.pair_data(batch_size=_BATCH)
   c.evals = cd.evals(davis=cd.vos_eval(source="davis"))
+  if arg.stage2:
+    # README run (2): --usemomen --compact --lr 1e-4 --epochs 5 --pretrain
+    # run (1). Loading copies conv_semantic into conv_semantic_k and starts
+    # with an empty queue (`main_dis.py:93-99`): the momentum head is
+    # copied from the run's params, the queue is not copied at all.
+    c.model_init = cd.model_init(subtrees=(
+        "params", "batch_stats", "extra/momentum=params/conv_semantic"))
+    c.optim.learning_rate = 1e-4
+    c.total_steps = 5 * _STEPS_PER_EPOCH
   if arg.smoke:
     c.model = dict(width=4, widths=(4, 8, 8, 8), strides=(1, 2, 1, 1),
                    pe_size=(32, 32), match_dim=8, semantic_dim=8,

@@ -12,7 +12,9 @@ import pytest
 
 from corrjax import checkpointing
 from corrjax import config_defaults
+from corrjax import networks
 from corrjax import run
+from corrjax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,3 +103,28 @@ def test_warm_start_reports_a_missing_subtree(tmp_path):
   config.model_init.subtrees = ("params/encoder=params/nope",)
   with pytest.raises(ValueError, match="has no 'params/nope'"):
     run.train_and_evaluate(config, str(tmp_path / "warm"), log=_quiet)
+
+
+def test_liir_stage2_copies_the_semantic_head_into_the_momentum_head(
+    tmp_path):
+  stage1 = str(tmp_path / "stage1")
+  config = _config("liir.py:smoke")
+  config.evals = config_defaults.evals()
+  config.total_steps = 2
+  run.train_and_evaluate(config, stage1, log=_quiet)
+  _, first = checkpointing.restore_tree(stage1)
+
+  config = _config("liir.py:smoke,stage2")
+  config.evals = config_defaults.evals()
+  config.total_steps = 0  # Only the warm-started initial state.
+  config.model_init.path = stage1
+  state = train.train(config, str(tmp_path / "stage2"), log=_quiet)
+  tree = networks.state_tree(state)
+  for a, b in zip(jax.tree_util.tree_leaves(first["params"]),
+                  jax.tree_util.tree_leaves(tree["params"])):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(
+      jax.tree_util.tree_leaves(first["params"]["conv_semantic"]),
+      jax.tree_util.tree_leaves(tree["extra"]["momentum"])):
+    np.testing.assert_array_equal(a, b)
+  assert int(tree["extra"]["queue"]["count"]) == 0  # A fresh queue.
