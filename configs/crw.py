@@ -81,10 +81,7 @@ def get_config(arg=None):
         patch_size=32, patch_stride=16, num_threads=2, prefetch=2,
         synthetic=cd.synthetic_videos(seed=1, num_videos=4, num_frames=12,
                                       size=64))
-    c.evals = cd.evals(synthetic=cd.vos_eval(
-        source="synthetic", context=3, topk=5, random_init_baseline=False,
-        synthetic=cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
-                                      size=64)))
+    c.evals = cd.smoke_evals()
     c.total_steps = 4
     c.log_every_steps = 2
     c.checkpoint_every_steps = 2

@@ -68,11 +68,7 @@ def get_config(arg=None):
     c.data.num_threads = 2
     c.data.synthetic = cd.synthetic_videos(seed=1, num_videos=4,
                                            num_frames=4, size=64)
-    c.evals.synthetic.synthetic = cd.synthetic_videos(
-        seed=2, num_videos=2, num_frames=6, size=64)
-    c.evals.synthetic.context = 3
-    c.evals.synthetic.topk = 5
-    c.evals.synthetic.random_init_baseline = False
+    c.evals = cd.smoke_evals()
     c.total_steps = 4
     c.log_every_steps = 2
     c.checkpoint_every_steps = 2

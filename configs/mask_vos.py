@@ -50,10 +50,7 @@ def get_config(arg=None):
     c.model.update(width=4, key_dim=8, value_dim=16,
                    decoder_widths=(16, 8, 8))
     c.data.update(batch_size=2, crop_size=32, num_frames=8)
-    c.evals = cd.evals(synthetic=cd.vos_eval(
-        source="synthetic", context=3, topk=5,
-        synthetic=cd.synthetic_videos(seed=2, num_videos=2, num_frames=6,
-                                      size=32)))
+    c.evals = cd.smoke_evals(size=32)
     c.total_steps = 2
     c.log_every_steps = 1
     c.checkpoint_every_steps = 2

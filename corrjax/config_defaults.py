@@ -159,6 +159,15 @@ def evals(**benchmarks) -> mlc.ConfigDict:
   return mlc.ConfigDict(benchmarks)
 
 
+def smoke_evals(size: int = 64) -> mlc.ConfigDict:
+  """`config.evals` of the :smoke configs: 2 tiny held-out synthetic
+  videos, a short protocol (topk 5, context 3); seconds on CPU."""
+  return evals(synthetic=vos_eval(
+      source="synthetic", context=3, topk=5,
+      synthetic=synthetic_videos(seed=2, num_videos=2, num_frames=6,
+                                 size=size)))
+
+
 def model_init(**overrides) -> mlc.ConfigDict:
   """Warm start of a fresh run (not of a resume): see corrjax/warm_start.py.
 

@@ -9,7 +9,6 @@ parameters as an uninterrupted one.
 """
 
 import functools
-import logging
 import os
 import time
 

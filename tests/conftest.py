@@ -8,6 +8,10 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_platforms", "cpu")
+# Tiny test networks: XLA's optimisations cost more compile time than they
+# save (about 3x less compile time); the subprocess CLI tests set the same
+# through JAX_DISABLE_MOST_OPTIMIZATIONS.
+jax.config.update("jax_disable_most_optimizations", True)
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -38,12 +38,11 @@ by 3 / 2.
 import logging
 import threading
 
-import grain
-import jax
 import ml_collections
 import numpy as np
 
 from corrjax.data import clips
+from corrjax.data import sampler
 from corrjax.ops import torch_resize
 
 LAB_MEAN = np.array([50.0, 0.0, 0.0], np.float32)
@@ -305,27 +304,17 @@ def pair_batches(data: ml_collections.ConfigDict, *, global_batch_size: int,
     "video_id": int32 [B_host]}, the PairLoader, whose `bad_frames` lists
     the videos skipped).
   """
-  hosts, host = jax.process_count(), jax.process_index()
-  if global_batch_size % hosts:
-    raise ValueError(f"batch size {global_batch_size} is not divisible by "
-                     f"the {hosts} hosts.")
-  local = global_batch_size // hosts
   loader = PairLoader(
       clips.clip_videos(data), global_batch_size=global_batch_size,
       size=data.size, intervals=tuple(data.intervals),
       probs=tuple(data.interval_probs), pairs_per_epoch=data.pairs_per_epoch,
       seed=seed)
 
-  def example_index(i):
-    step, position = divmod(int(i), local)  # step: 0-based, = train step - 1.
-    return step * global_batch_size + host * local + position
-
-  dataset = (grain.MapDataset.range(start_step * local, total_steps * local)
-             .map(example_index).map(loader)
-             .batch(local, drop_remainder=True))
-  options = grain.ReadOptions(num_threads=data.num_threads,
-                              prefetch_buffer_size=data.prefetch)
-  return iter(dataset.to_iter_dataset(options)), loader
+  batches = sampler.host_batches(
+      loader, global_batch_size=global_batch_size, start_step=start_step,
+      total_steps=total_steps, num_threads=data.num_threads,
+      prefetch=data.prefetch)
+  return batches, loader
 
 
 def pair_data(**overrides) -> ml_collections.ConfigDict:

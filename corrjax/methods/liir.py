@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-import numpy as np
 
 from corrjax import train_state as train_state_lib
 from corrjax.evals import features as features_lib

@@ -17,7 +17,6 @@ from corrjax import sharding
 from corrjax import train
 from corrjax.methods import crw as crw_method
 from corrjax.models import crw as crw_model
-from corrjax.models import resnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -26,15 +25,6 @@ _TRAIN_STEP = crw_method.train_step
 
 def _config(arg="smoke"):
   return config_defaults.load(os.path.join(REPO, f"configs/crw.py:{arg}"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-  """XLA's CPU optimisations cost more than these tiny steps: skip them."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def test_node_embeddings_shapes_and_unit_norm():

@@ -2,20 +2,10 @@
 
 import jax
 import numpy as np
-import pytest
 
 from corrjax import config_defaults
 from corrjax import optim
 from corrjax.methods import mask_vos
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-  """Tiny nets: XLA's optimisations cost more compile time than they save."""
-  before = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", before)
 
 
 def test_one_step_on_the_smoke_config(repo_root):

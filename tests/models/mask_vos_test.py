@@ -12,15 +12,6 @@ from corrjax.models import mask_vos_inference as inference
 B, N, O, H, W = 2, 2, 2, 16, 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-  """Tiny nets: XLA's optimisations cost more compile time than they save."""
-  before = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", before)
-
-
 def _tiny(arch="resnet18", **kwargs):
   return mask_vos.MaskVOSNet(arch=arch, width=4, key_dim=8, value_dim=16,
                              decoder_widths=(16, 8, 8), **kwargs)
