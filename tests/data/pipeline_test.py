@@ -1,6 +1,5 @@
 """Tests for corrjax.data.{augment, frames, pipeline}."""
 
-import itertools
 import logging
 import os
 
