@@ -31,6 +31,9 @@ import sys
 # libtpu warns when it cannot find a TPU host; nothing here needs one.
 os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-4")
 os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+# Compile-only devices touch no TPU: let several compiles run at once
+# (otherwise libtpu's /tmp/libtpu_lockfile admits one process).
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # pylint: disable=g-import-not-at-top
