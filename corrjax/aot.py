@@ -15,6 +15,7 @@ step time expected at a stated MFU. Needs `pip install corrjax[tpu]`
       --config.sharding_rules="(('extra/queue', ('data', None)),)"
   python -m corrjax.aot --config=configs/crw.py --topology=v4:2x2x4 \
       --num_slices=2 --json=/tmp/aot.jsonl
+  python -m corrjax.aot --table=/tmp/aot.jsonl   # markdown rows
 
 Topology names are libtpu's `<chip>:<shape>`: v5e:2x2 (4 chips), v5e:4x4
 (v5e-16), v5e:16x16 (v5e-256), v4:2x2x4 (v4-64: 32 chips, 2 cores each),
@@ -54,6 +55,8 @@ _NUM_SLICES = flags.DEFINE_integer("num_slices", 1,
 _MFU = flags.DEFINE_float("mfu", 0.4, "MFU assumed for the step time.")
 _JSON = flags.DEFINE_string("json", None, "Append one JSON line here.")
 _HLO = flags.DEFINE_string("dump_hlo", None, "Write the compiled HLO here.")
+_TABLE = flags.DEFINE_string(
+    "table", None, "Print the markdown table of a --json file and exit.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +274,34 @@ def format_report(r: dict) -> str:
   ])
 
 
+TABLE_HEADER = (
+    "| config | topology | chips | batch (per chip) | state MiB | batch MiB "
+    "| temp MiB | total GiB / HBM | TFLOP/chip | all-reduce MiB | other "
+    "collectives MiB | step ms at MFU |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(r: dict) -> str:
+  """One markdown row of `analyse`'s result (see TABLE_HEADER)."""
+  mib = lambda b: f"{b / 2**20:.1f}"
+  state = sum(r[k] for k in ("params_bytes", "target_bytes",
+                             "opt_state_bytes", "extra_bytes"))
+  comms = r["collectives"]
+  other = sum(c["bytes"] for op, c in comms.items() if op != "all-reduce")
+  rules = " + rules" if r["sharding_rules"] else ""
+  hbm = (f"{r['total_bytes'] / 2**30:.2f} / {r['hbm_bytes'] / 2**30:.0f}"
+         if r["hbm_bytes"] else f"{r['total_bytes'] / 2**30:.2f}")
+  step = (f"{r['step_s_at_mfu'] * 1e3:.1f} ({r['mfu']:.0%})"
+          if r["step_s_at_mfu"] else "-")
+  return (f"| {r['config']}{rules} | {r['topology']}"
+          f"{' x' + str(r['num_slices']) if r['num_slices'] > 1 else ''} | "
+          f"{r['chips']} | {r['global_batch']} ({r['batch_per_chip']}) | "
+          f"{mib(state)} | {mib(r['batch_bytes'])} | {mib(r['temp_bytes'])} | "
+          f"{hbm} | {r['flops_per_chip'] / 1e12:.3f} | "
+          f"{mib(comms.get('all-reduce', {}).get('bytes', 0))} | "
+          f"{mib(other)} | {step} |")
+
+
 def _gib(nbytes: int) -> str:
   return f"{nbytes / 2**30:.2f}"
 
@@ -290,6 +321,11 @@ def _memory_line(message: str) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _TABLE.value:
+    with open(_TABLE.value) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    print("\n".join([TABLE_HEADER] + [table_row(r) for r in rows]))
+    return
   if _CONFIG.value is None:
     raise app.UsageError("--config is required, e.g. --config=configs/fc.py")
   if not flags.FLAGS["verbosity"].present:

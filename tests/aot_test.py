@@ -69,3 +69,18 @@ def test_smoke_fc_step_compiles_for_v5e_2x2(tmp_path):
   # Replicated state: gradients and BN statistics are all-reduced.
   assert r["collectives"]["all-reduce"]["bytes"] > 0
   assert np.isclose(r["opt_state_bytes"], 2 * r["params_bytes"], rtol=0.2)
+
+
+def test_table_row_has_one_cell_per_column():
+  r = dict(config="moco", sharding_rules=[["extra/queue", "('data', None)"]],
+           topology="v5e:4x4", num_slices=2, chips=32, global_batch=256,
+           batch_per_chip=8, params_bytes=2**20, target_bytes=2**20,
+           opt_state_bytes=2**20, extra_bytes=0, batch_bytes=2**20,
+           temp_bytes=2**30, total_bytes=2**31, hbm_bytes=16 * 2**30,
+           flops_per_chip=1e12, step_s_at_mfu=0.0127, mfu=0.4,
+           collectives={"all-reduce": {"count": 3, "bytes": 2**21},
+                        "all-gather": {"count": 1, "bytes": 2**20}})
+  row = aot.table_row(r)
+  assert row.count("|") == aot.TABLE_HEADER.splitlines()[0].count("|")
+  assert "moco + rules | v5e:4x4 x2 | 32 | 256 (8) | 3.0 |" in row
+  assert "| 2.00 / 16 | 1.000 | 2.0 | 1.0 | 12.7 (40%) |" in row
