@@ -55,6 +55,9 @@ _NUM_SLICES = flags.DEFINE_integer("num_slices", 1,
 _MFU = flags.DEFINE_float("mfu", 0.4, "MFU assumed for the step time.")
 _JSON = flags.DEFINE_string("json", None, "Append one JSON line here.")
 _HLO = flags.DEFINE_string("dump_hlo", None, "Write the compiled HLO here.")
+_LOWER_ONLY = flags.DEFINE_bool(
+    "lower_only", False, "Lower without compiling: FLOPs and state/batch "
+    "bytes in seconds; no temporaries, total or collectives.")
 _TABLE = flags.DEFINE_string(
     "table", None, "Print the markdown table of a --json file and exit.")
 
@@ -121,11 +124,13 @@ def batch_spec(config: ml_collections.ConfigDict) -> dict:
   return spec
 
 
-def compile_train_step(config: ml_collections.ConfigDict, devices: list):
+def compile_train_step(config: ml_collections.ConfigDict, devices: list,
+                       *, lower_only: bool = False):
   """Lowers and compiles the train step of `config` for `devices`.
 
   Returns:
-    (compiled, abstract state with shardings, abstract batch, mesh).
+    (compiled, abstract state with shardings, abstract batch, mesh); with
+    `lower_only`, the jitted step instead of the compiled one.
   """
   # pylint: disable=g-import-not-at-top
   from corrjax import methods
@@ -149,6 +154,8 @@ def compile_train_step(config: ml_collections.ConfigDict, devices: list):
   batch_sh = sharding.batch_sharding(mesh)
   batch_abs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh)
                for k, v in batch_spec(config).items()}
+  if lower_only:
+    return step, state_abs, batch_abs, mesh
   try:
     compiled = step.lower(state_abs, batch_abs).compile()
   except Exception as e:  # pylint: disable=broad-except
@@ -193,24 +200,37 @@ def collectives(hlo_text: str) -> dict:
   return found
 
 
+def global_cost(jitted_step, state, batch) -> dict:
+  """XLA's cost analysis of the whole (unpartitioned) step, on this host.
+
+  libtpu's compile-only client has no cost model for a merely lowered
+  program, so the step's function is lowered for the default (CPU) backend
+  without shardings.
+  """
+  strip = lambda tree: jax.tree_util.tree_map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+  fn = jitted_step.__wrapped__
+  return jax.jit(fn).lower(strip(state), strip(batch)).cost_analysis()
+
+
 def analyse(config: ml_collections.ConfigDict, topology: str,
             num_slices: int = 1, *, mfu: float = 0.4,
-            hlo_path: str | None = None) -> dict:
-  """Compiles the step for the topology; per-chip memory, FLOPs, comms."""
+            hlo_path: str | None = None, lower_only: bool = False) -> dict:
+  """Compiles the step for the topology; per-chip memory, FLOPs, comms.
+
+  With `lower_only` nothing is compiled (seconds instead of minutes): FLOPs
+  are the lowered global program's divided by the chips, state and batch
+  bytes come from the shardings, and temporaries, total and collectives are
+  None.
+  """
   devices = topology_devices(topology, num_slices)
-  compiled, state, batch, mesh = compile_train_step(config, devices)
+  step, state, batch, mesh = compile_train_step(config, devices,
+                                                lower_only=lower_only)
   kind = devices[0].device_kind
   chip = CHIPS.get(kind)
-  mem = compiled.memory_analysis()
-  cost = compiled.cost_analysis()
+  cost = global_cost(step, state, batch) if lower_only else (
+      step.cost_analysis())
   cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
-  text = compiled.as_text()
-  if hlo_path:
-    with open(hlo_path, "w") as f:
-      f.write(text)
-  total = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
-           mem.alias_size_in_bytes + mem.temp_size_in_bytes +
-           mem.generated_code_size_in_bytes)
   flops = float(cost.get("flops", float("nan")))
   r = {
       "config": config.method, "topology": topology,
@@ -224,36 +244,53 @@ def analyse(config: ml_collections.ConfigDict, topology: str,
       "opt_state_bytes": per_chip_bytes(state.opt_state),
       "extra_bytes": per_chip_bytes(state.extra),
       "batch_bytes": per_chip_bytes(batch),
-      "argument_bytes": mem.argument_size_in_bytes,
-      "temp_bytes": mem.temp_size_in_bytes,
-      "code_bytes": mem.generated_code_size_in_bytes,
-      "total_bytes": total,
       "hbm_bytes": int(chip.hbm_gib * 2**30) if chip else None,
-      "flops_per_chip": flops,
-      "bytes_accessed_per_chip": float(cost.get("bytes accessed", 0.0)),
-      "collectives": collectives(text),
+      "lower_only": lower_only,
+      # Compiled: XLA's count for one chip's partition of the program.
+      "flops_per_chip": flops / len(devices) if lower_only else flops,
       "mfu": mfu,
       "peak_tflops": chip.peak_tflops if chip else None,
+      "argument_bytes": None, "temp_bytes": None, "code_bytes": None,
+      "total_bytes": None, "collectives": None,
   }
-  r["step_s_at_mfu"] = (flops / (chip.peak_tflops * 1e12 * mfu)
+  r["step_s_at_mfu"] = (r["flops_per_chip"] / (chip.peak_tflops * 1e12 * mfu)
                         if chip else None)
-  if chip and total > r["hbm_bytes"]:
-    raise AotError(f"the step does not fit: {_gib(total)} GiB per chip > "
-                   f"{chip.hbm_gib} GiB HBM of {kind} (global batch "
+  if lower_only:
+    return r
+  mem = step.memory_analysis()
+  text = step.as_text()
+  if hlo_path:
+    with open(hlo_path, "w") as f:
+      f.write(text)
+  r.update(
+      argument_bytes=mem.argument_size_in_bytes,
+      temp_bytes=mem.temp_size_in_bytes,
+      code_bytes=mem.generated_code_size_in_bytes,
+      total_bytes=(mem.argument_size_in_bytes + mem.output_size_in_bytes -
+                   mem.alias_size_in_bytes + mem.temp_size_in_bytes +
+                   mem.generated_code_size_in_bytes),
+      bytes_accessed_per_chip=float(cost.get("bytes accessed", 0.0)),
+      collectives=collectives(text))
+  if chip and r["total_bytes"] > r["hbm_bytes"]:
+    raise AotError(f"the step does not fit: {_gib(r['total_bytes'])} GiB per "
+                   f"chip > {chip.hbm_gib} GiB HBM of {kind} (global batch "
                    f"{config.data.batch_size}).")
   return r
 
 
 def format_report(r: dict) -> str:
   """Human-readable lines of `analyse`'s result."""
-  mib = lambda b: f"{b / 2**20:.1f} MiB"
-  comms = ", ".join(f"{op} x{c['count']} {mib(c['bytes'])}"
-                    for op, c in sorted(r["collectives"].items())) or "none"
+  mib = lambda b: "n/a (--lower_only)" if b is None else (
+      f"{b / 2**20:.1f} MiB")
+  comms = "n/a (--lower_only)" if r["collectives"] is None else (
+      ", ".join(f"{op} x{c['count']} {mib(c['bytes'])}"
+                for op, c in sorted(r["collectives"].items())) or "none")
   hbm = (f" of {r['hbm_bytes'] / 2**30:.0f} GiB HBM "
-         f"({r['total_bytes'] / r['hbm_bytes']:.1%})" if r["hbm_bytes"]
-         else "")
+         f"({r['total_bytes'] / r['hbm_bytes']:.1%})"
+         if r["hbm_bytes"] and r["total_bytes"] else "")
   step = (f"{r['step_s_at_mfu'] * 1e3:.1f} ms at {r['mfu']:.0%} MFU of "
           f"{r['peak_tflops']:.0f} TFLOP/s" if r["step_s_at_mfu"] else "n/a")
+  flops = r["flops_per_chip"]
   return "\n".join([
       f"{r['config']} on {r['topology']} x{r['num_slices']} slice(s): "
       f"{r['chips']} x {r['device_kind']}, mesh {r['mesh']}, global batch "
@@ -266,9 +303,8 @@ def format_report(r: dict) -> str:
       f"  batch               {mib(r['batch_bytes'])}",
       f"  temporaries         {mib(r['temp_bytes'])}",
       f"  total               {mib(r['total_bytes'])}{hbm}",
-      f"  FLOPs per step      {r['flops_per_chip'] / 1e12:.3f} TFLOP "
-      f"(x{r['chips']} chips = "
-      f"{r['flops_per_chip'] * r['chips'] / 1e12:.2f} TFLOP)",
+      f"  FLOPs per step      {flops / 1e9:.1f} GFLOP (x{r['chips']} chips "
+      f"= {flops * r['chips'] / 1e12:.2f} TFLOP)",
       f"  step time           {step}",
       f"  collectives         {comms}",
   ])
@@ -283,22 +319,26 @@ TABLE_HEADER = (
 
 def table_row(r: dict) -> str:
   """One markdown row of `analyse`'s result (see TABLE_HEADER)."""
-  mib = lambda b: f"{b / 2**20:.1f}"
+  mib = lambda b: "-" if b is None else f"{b / 2**20:.1f}"
   state = sum(r[k] for k in ("params_bytes", "target_bytes",
                              "opt_state_bytes", "extra_bytes"))
   comms = r["collectives"]
-  other = sum(c["bytes"] for op, c in comms.items() if op != "all-reduce")
+  if comms is None:
+    all_reduce = other = None
+  else:
+    all_reduce = comms.get("all-reduce", {}).get("bytes", 0)
+    other = sum(c["bytes"] for op, c in comms.items() if op != "all-reduce")
   rules = " + rules" if r["sharding_rules"] else ""
-  hbm = (f"{r['total_bytes'] / 2**30:.2f} / {r['hbm_bytes'] / 2**30:.0f}"
-         if r["hbm_bytes"] else f"{r['total_bytes'] / 2**30:.2f}")
+  total = ("not compiled" if r["total_bytes"] is None
+           else f"{r['total_bytes'] / 2**30:.2f}")
+  hbm = f"{total} / {r['hbm_bytes'] / 2**30:.0f}" if r["hbm_bytes"] else total
   step = (f"{r['step_s_at_mfu'] * 1e3:.1f} ({r['mfu']:.0%})"
           if r["step_s_at_mfu"] else "-")
   return (f"| {r['config']}{rules} | {r['topology']}"
           f"{' x' + str(r['num_slices']) if r['num_slices'] > 1 else ''} | "
           f"{r['chips']} | {r['global_batch']} ({r['batch_per_chip']}) | "
           f"{mib(state)} | {mib(r['batch_bytes'])} | {mib(r['temp_bytes'])} | "
-          f"{hbm} | {r['flops_per_chip'] / 1e12:.3f} | "
-          f"{mib(comms.get('all-reduce', {}).get('bytes', 0))} | "
+          f"{hbm} | {r['flops_per_chip'] / 1e12:.3f} | {mib(all_reduce)} | "
           f"{mib(other)} | {step} |")
 
 
@@ -332,7 +372,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   try:
     r = analyse(_CONFIG.value, _TOPOLOGY.value, _NUM_SLICES.value,
-                mfu=_MFU.value, hlo_path=_HLO.value)
+                mfu=_MFU.value, hlo_path=_HLO.value,
+                lower_only=_LOWER_ONLY.value)
   except (AotError, ValueError) as e:
     if os.environ.get("CORRJAX_TRACEBACK"):
       raise

@@ -78,9 +78,25 @@ def test_table_row_has_one_cell_per_column():
            opt_state_bytes=2**20, extra_bytes=0, batch_bytes=2**20,
            temp_bytes=2**30, total_bytes=2**31, hbm_bytes=16 * 2**30,
            flops_per_chip=1e12, step_s_at_mfu=0.0127, mfu=0.4,
+           lower_only=False,
            collectives={"all-reduce": {"count": 3, "bytes": 2**21},
                         "all-gather": {"count": 1, "bytes": 2**20}})
   row = aot.table_row(r)
   assert row.count("|") == aot.TABLE_HEADER.splitlines()[0].count("|")
   assert "moco + rules | v5e:4x4 x2 | 32 | 256 (8) | 3.0 |" in row
   assert "| 2.00 / 16 | 1.000 | 2.0 | 1.0 | 12.7 (40%) |" in row
+  r.update(lower_only=True, temp_bytes=None, total_bytes=None,
+           collectives=None)
+  assert "| - | not compiled / 16 | 1.000 | - | - | 12.7 (40%) |" in (
+      aot.table_row(r))
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu: pip install "
+                    "-e .[tpu]")
+def test_lower_only_gives_flops_and_state_bytes_without_compiling():
+  config = config_defaults.load(os.path.join(REPO, "configs/fc.py:smoke"))
+  r = aot.analyse(config, "v5e:2x2", lower_only=True)
+  assert r["chips"] == 4 and r["total_bytes"] is None
+  assert r["flops_per_chip"] > 0 and r["step_s_at_mfu"] > 0
+  assert r["opt_state_bytes"] > r["params_bytes"] > 0
+  assert r["batch_bytes"] == 2 * 2 * 64 * 64 * 3 + 2 * 2 * 4 * 4
