@@ -221,6 +221,12 @@ def row_davis(args):
 def run_row(args):
   """Child entry point: one row, its result written as JSON."""
   name = args.row
+  if not name.endswith("_ref"):  # JAX rows import clu, hence TensorFlow.
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      tf.config.set_visible_devices([], "GPU")  # As corrjax.main does.
+    except ImportError:
+      pass
   if name in ("fc_f32", "crw_f32"):
     r = row_train(args, name.split("_")[0])
   elif name == "fc_bf16":

@@ -15,4 +15,4 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-bench_out}
 if [[ $# -gt 0 && $1 != --* ]]; then out=$1; shift; fi
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
-exec python "$here/accelerator_suite.py" --out_dir="$out" "$@"
+exec "${PYTHON:-python3}" "$here/accelerator_suite.py" --out_dir="$out" "$@"

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow
 def test_tiny_suite_writes_table_and_json(tmp_path):
-  env = dict(os.environ, CORRJAX_DATA=str(tmp_path / "no_data"))
+  env = dict(os.environ, CORRJAX_DATA=str(tmp_path / "no_data"),
+             PYTHON=sys.executable)
   env.pop("OUT", None)
   proc = subprocess.run(
       ["bash", "benchmarks/accelerator_suite.sh", str(tmp_path / "out"),
