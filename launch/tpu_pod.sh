@@ -5,6 +5,11 @@
 #
 #   TPU_NAME=my-v4-32 ZONE=us-central2-b bash launch/tpu_pod.sh \
 #       configs/fc.py gs://my-bucket/runs/fc --config.data.root=/mnt/ytvos
+#
+# With AOT_TOPOLOGY (e.g. v4:2x2x4 for a v4-64, v5e:16x16 for a v5e-256),
+# the step is first compiled here for that topology (corrjax.aot, needs
+# `pip install -e .[tpu]`): a batch that does not divide or a step that
+# does not fit in HBM stops the launch before any TPU time is spent.
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME to the TPU VM name}"
 : "${ZONE:?set ZONE to the TPU zone}"
@@ -14,6 +19,10 @@ config=$1 workdir=$2
 shift 2
 repo="${REPO_DIR:-~/corrjax}"
 overrides=$(printf ' %q' "$@")
+if [[ -n "${AOT_TOPOLOGY:-}" ]]; then
+  python -m corrjax.aot --config="$config" --topology="$AOT_TOPOLOGY" \
+    --num_slices="${AOT_NUM_SLICES:-1}" "$@"
+fi
 gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=all \
   --command="cd $repo && TF_CPP_MIN_LOG_LEVEL=2 python3 -m corrjax.main \
     --multihost --config=$config --workdir=$workdir$overrides"
