@@ -174,39 +174,35 @@ def row_davis(args):
   """Random-init ResNet-18 label propagation, features included."""
   # pylint: disable=g-import-not-at-top
   import jax
-  import optax
   from corrjax import config_defaults
-  from corrjax import evaluation
-  from corrjax import methods
+  from corrjax import networks
+  from corrjax.evals import benchmarks
+  from corrjax.evals import protocol
+  from corrjax.evals import vos
   # pylint: enable=g-import-not-at-top
   if args.tiny:
     config = config_defaults.load(
         os.path.join(REPO, "configs/random_init.py:width=8"))
-    config.eval.synthetic.update(num_videos=2, num_frames=6, height=64,
-                                 width=64)
-    config.eval.update(context=3, topk=5)
+    e = config.evals.synthetic
+    e.synthetic.update(num_videos=2, num_frames=6, height=64, width=64)
+    e.update(context=3, topk=5)
   else:
     if not os.path.isdir(os.path.join(args.davis_root, "JPEGImages")):
       return {"skipped": f"no DAVIS-2016 root at {args.davis_root!r}"}
     config = config_defaults.load(
         os.path.join(REPO, "configs/random_init.py:davis"))
-    config.eval.root = args.davis_root
-  config.eval.write_pngs = False
-  method = methods.get(config.method)
-  init = method.init_state(jax.random.key(config.seed),
-                           model=method.build_model(config),
-                           tx=optax.identity(), config=config)
-  variables = method.encoder_variables(init)
+    e = config.evals.davis
+    e.root = args.davis_root
+  net = networks.random_init(config)
   t0 = time.perf_counter()
-  videos = evaluation.eval_videos(config)
+  videos = benchmarks.read_videos(e)
   load_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  result = evaluation.evaluate_variables(config, variables, videos, None,
-                                         log=lambda _: None)
+  result = vos.evaluate(videos, net, protocol.Propagation.from_config(e),
+                        log=lambda _: None)
   total_s = time.perf_counter() - t0
   frames = sum(len(v.frames) for v in videos)
   h, w = videos[0].frames.shape[1:3]
-  e = config.eval
   return {"what": f"{len(videos)} videos, {frames} frames, {h}x{w}, "
                   f"random-init {config.model.arch} width "
                   f"{config.model.width}, topk {e.topk} radius {e.radius} "

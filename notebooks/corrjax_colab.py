@@ -76,7 +76,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from corrjax import pretrained
+from corrjax import networks
 from corrjax.data import synthetic
 from corrjax.evals import davis_data
 from corrjax.evals import davis_metrics
@@ -121,16 +121,16 @@ plt.show()
 
 # %%
 STRIDES = (1, 2, 1, 1)
-if ENCODER:
-  variables, spec = pretrained.load_encoder(ENCODER)
+if ENCODER:  # An encoder directory or a training workdir, any method.
+  feature_fn = networks.from_path(ENCODER, "loaded").features
 else:
-  spec = dict(arch="resnet18", width=WIDTH, padding_mode="zeros")
-  net = resnet.make_resnet(spec["arch"], width=WIDTH, strides=STRIDES,
+  net = resnet.make_resnet("resnet18", width=WIDTH, strides=STRIDES,
                            padding_mode="zeros", num_stages=3)
   variables = net.init(jax.random.key(0), np.zeros((1, 64, 64, 3)),
                        train=False)
-feature_fn = features.make_feature_fn(**spec, strides=STRIDES,
-                                      variables=variables, num_stages=3)
+  encoder = features.trunk_encoder(arch="resnet18", width=WIDTH,
+                                   padding_mode="zeros", strides=STRIDES)
+  feature_fn = features.frame_features(encoder, variables)
 feats = feature_fn(video.frames)
 print("features", feats.shape)  # [T, H/8, W/8, C]
 

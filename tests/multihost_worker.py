@@ -33,7 +33,7 @@ def main(process_id, num_processes, port, workdir, local_devices, out):
   from corrjax import train
 
   config = config_defaults.load(os.path.join(REPO, "configs/fc.py:smoke"))
-  config.eval.source = "none"
+  config.evals = config_defaults.evals()
   config.log_every_steps = 1
   # SGD, not FC's Adam: Adam scales the float noise of the near-zero
   # gradients (zero-initialised last BN of each block) up to whole steps,
