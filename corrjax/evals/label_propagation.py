@@ -75,31 +75,46 @@ def _within(dy: np.ndarray, dx: np.ndarray, radius: float) -> np.ndarray:
   return np.sqrt(d2) < np.float32(radius)
 
 
-def _frame0_topk(q, f0, k0, temperature, chunk):
+def _frame0_topk(q, f0, k0, temperature, chunk, n0, group):
   """Top-k of frame 0's keys (never radius-restricted) for every query.
+
+  The top-k of a set lies in its top-k groups by group maximum: per query,
+  the k best maxima of groups of `group` consecutive keys, then the k best
+  keys of those groups (XLA's CPU top-k costs about 1 us per row plus 1.6 ns
+  per element; maxima are nearly free).
 
   Args:
     q: float [n, C] queries.
-    f0: float [n0, C] frame 0's keys.
-    k0: neighbours kept; when k0 > n0 the missing keys are -inf with index
-      n0 .. k0 - 1 (zero labels in the caller's table).
+    f0: float [m, C] frame 0's keys.
+    k0: neighbours kept.
     temperature: softmax temperature.
     chunk: query rows per matmul.
+    n0: keys after padding with -inf (index m .. n0 - 1, zero labels in
+      the caller's table): >= max(m, k0), a multiple of `group`.
+    group: keys per group.
 
   Returns:
     (similarities / temperature [n, k0], int32 key indices [n, k0]).
   """
   n, c = q.shape
-  n0 = f0.shape[0]
-  extra = max(k0 - n0, 0)
+  m = f0.shape[0]
   chunk = max(1, min(n, chunk))
   q = jnp.pad(q, ((0, (-n) % chunk), (0, 0))).reshape(-1, chunk, c)
+  n_groups = n0 // group
+  kg = min(k0, n_groups)
 
   def one_chunk(qc):
-    sim = jnp.dot(qc, f0.T, precision=_HIGHEST)
-    sim = jnp.concatenate([sim, jnp.full((chunk, extra), -jnp.inf,
+    sim = jnp.dot(qc, f0.T, precision=_HIGHEST) / temperature
+    sim = jnp.concatenate([sim, jnp.full((chunk, n0 - m), -jnp.inf,
                                          sim.dtype)], 1)
-    return jax.lax.top_k(sim / temperature, k0)
+    sim = sim.reshape(chunk, n_groups, group)
+    _, g = jax.lax.top_k(sim.max(-1), kg)
+    # Groups in key order: among equal similarities the lowest key index is
+    # kept, as a top-k over all of frame 0 would.
+    g = jnp.sort(g, axis=1)
+    vals = jnp.take_along_axis(sim, g[..., None], 1).reshape(chunk, -1)
+    top, idx = jax.lax.top_k(vals, k0)
+    return top, jnp.take_along_axis(g, idx // group, 1) * group + idx % group
 
   top, idx = jax.lax.map(one_chunk, q)
   return top.reshape(-1, k0)[:n], idx.reshape(-1, k0)[:n]
@@ -113,12 +128,195 @@ def _softmax_sum(top, idx, table):
 
 def _static_args(fn):
   return functools.partial(jax.jit, static_argnames=(
-      "topk", "radius", "context", "temperature", "query_chunk", "block"))(fn)
+      "topk", "radius", "context", "temperature", "query_chunk", "block",
+      "group0"))(fn)
+
+
+class _Layout:
+  """Static shapes and index tables of the blocked layout.
+
+  Key blocks of by x bx cells; the bank holds whole blocks (zeros past the
+  frame, masked). The queries that can see a key block lie in its window,
+  the block grown by (ry, rx) cells on each side: window cell (a, b) is the
+  query at (a - ry, b - rx) from the block origin. A group is one key
+  block in one bank slot: its `nk` similarities to one window query are one
+  row of the window similarities.
+  """
+
+  def __init__(self, h, w, radius, context, block):
+    self.h, self.w, self.context = h, w, context
+    self.by, self.bx = by, bx = min(block, h), min(block, w)
+    self.nky, self.nkx = -(-h // by), -(-w // bx)
+    self.hb, self.wb = self.nky * by, self.nkx * bx
+    self.ry, self.rx = ry, rx = _half_window(radius, h), _half_window(radius, w)
+    self.wy, self.wx = by + 2 * ry, bx + 2 * rx
+    self.nk, self.nwin = by * bx, self.wy * self.wx
+    a, b = np.meshgrid(np.arange(self.wy) - ry, np.arange(self.wx) - rx,
+                       indexing="ij")
+    i, j = np.meshgrid(np.arange(by), np.arange(bx), indexing="ij")
+    self.key_y, self.key_x = i.ravel(), j.ravel()  # In-block key cells.
+    self.near = _within(a.reshape(-1, 1) - i.reshape(1, -1),
+                        b.reshape(-1, 1) - j.reshape(1, -1), radius)
+    # Window cells within the radius of some key of the block (the corners
+    # are not): only these queries are multiplied.
+    self.rows = np.flatnonzero(self.near.any(1)).astype(np.int32)
+    self.nrows = len(self.rows)
+    self.row_of = np.zeros(self.nwin, np.int32)  # Window cell -> row.
+    self.row_of[self.rows] = np.arange(self.nrows)
+    # Block offsets (d, e) from a query block to a key block holding a key
+    # within the radius of one of its cells.
+    self.dy_max, self.dx_max = -(-ry // by), -(-rx // bx)
+    self.offsets = [
+        (d, e) for d in range(-self.dy_max, self.dy_max + 1)
+        for e in range(-self.dx_max, self.dx_max + 1)
+        if _within(d * by + i.reshape(-1, 1) - i.reshape(1, -1),
+                   e * bx + j.reshape(-1, 1) - j.reshape(1, -1),
+                   radius).any()]
+    self.blocks = np.stack(np.meshgrid(np.arange(self.nky),
+                                       np.arange(self.nkx), indexing="ij"),
+                           -1).reshape(-1, 2)
+    self.n_groups = len(self.offsets) * context  # Per query.
+
+  def gather_blocks(self, x, fill, xp=jnp):
+    """[nky, nkx, wy, wx, m] per key block -> [h * w, len(offsets) * m].
+
+    Query cell (qy * by + iy, ...) sits in the window of key block qy + d
+    at row iy - d * by + ry: after padding the window rows by
+    dy_max * by - ry, in row block dy_max - d, row iy.
+    """
+    dy, dx, by, bx = self.dy_max, self.dx_max, self.by, self.bx
+    m = x.shape[-1]
+    pad_y, pad_x = dy * by - self.ry, dx * bx - self.rx
+    x = xp.pad(x, ((0, 0), (0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)),
+               constant_values=fill)
+    x = x.reshape(self.nky, self.nkx, 2 * dy + 1, by, 2 * dx + 1, bx, m)
+    parts = []
+    for d, e in self.offsets:
+      part = x[:, :, dy - d, :, dx - e]  # [nky, nkx, by, bx, m]
+      part = xp.pad(part, ((dy, dy), (dx, dx), (0, 0), (0, 0), (0, 0)),
+                    constant_values=fill)
+      parts.append(part[dy + d:dy + d + self.nky, dx + e:dx + e + self.nkx])
+    x = xp.concatenate(parts, -1).transpose(0, 2, 1, 3, 4)
+    return x.reshape(self.hb, self.wb, -1)[:self.h, :self.w].reshape(
+        self.h * self.w, -1)
+
+  def query_groups(self):
+    """int32 [h * w, n_groups]: each query's groups (their sims rows)."""
+    ids = np.arange(self.nky * self.nkx * self.nwin * self.context,
+                    dtype=np.int32)
+    ids = ids.reshape(self.nky, self.nkx, self.wy, self.wx, self.context)
+    return self.gather_blocks(ids, 0, xp=np)
+
+  def group_keys(self, gid, n0):
+    """Label-table index of the first key of groups `gid` (int32)."""
+    block, rest = jnp.divmod(gid, self.nwin * self.context)
+    slot = rest % self.context
+    return (n0 + slot * self.hb * self.wb +
+            (block // self.nkx) * self.by * self.wb +
+            (block % self.nkx) * self.bx)
+
+
+def _window_sims(lay, qpad, bank_f, per_step):
+  """Per key block: similarities of its keys to the queries of its window.
+
+  Args:
+    lay: the `_Layout`.
+    qpad: float [hb + 2ry, wb + 2rx, C], the query frame at (ry, rx).
+    bank_f: float [L, hb, wb, C], the bank.
+    per_step: key blocks per matmul.
+
+  Returns:
+    (raw similarities [nky * nkx * nrows * L, nk], unmasked, and the
+    maxima of their masked groups [nky, nkx, wy, wx, L]: -1e10 where all of
+    a group is masked, -inf for window cells outside `lay.rows`).
+  """
+  c = qpad.shape[-1]
+  ctx, nk, nwin = lay.context, lay.nk, lay.nwin
+  near = jnp.asarray(lay.near)
+  key_y, key_x = jnp.asarray(lay.key_y), jnp.asarray(lay.key_x)
+
+  rows = jnp.asarray(lay.rows)
+  # Window cell -> its row of the block's maxima, or the -inf column.
+  cells = np.full(nwin, lay.nrows, np.int32)
+  cells[lay.rows] = np.arange(lay.nrows)
+
+  def one_block(yx):
+    oy, ox = yx[0] * lay.by, yx[1] * lay.bx
+    q = jax.lax.dynamic_slice(qpad, (oy, ox, 0), (lay.wy, lay.wx, c))
+    keys = jax.lax.dynamic_slice(bank_f, (0, oy, ox, 0),
+                                 (ctx, lay.by, lay.bx, c))
+    s = jnp.dot(q.reshape(nwin, c)[rows], keys.reshape(ctx * nk, c).T,
+                precision=_HIGHEST).reshape(lay.nrows, ctx, nk)
+    ok = near[rows] & ((oy + key_y < lay.h) & (ox + key_x < lay.w))[None]
+    masked = jnp.where(ok[:, None, :], s, jnp.asarray(_MASKED, s.dtype))
+    # An elementwise chain, which XLA fuses with the mask into one pass
+    # (a reduce is handed to a library kernel after a masked copy).
+    gmax = functools.reduce(jnp.maximum, [masked[..., k] for k in range(nk)])
+    gmax = jnp.concatenate([gmax, jnp.full((1, ctx), -jnp.inf, s.dtype)])
+    return s, gmax[cells]
+
+  # An unrolled loop over chunks of blocks, not `lax.map`: a while loop
+  # would copy the bank each frame (it is updated after it is read) and
+  # zero-fill its stacked outputs each frame.
+  blocks = jnp.asarray(lay.blocks)
+  sims, gmax = zip(*[jax.vmap(one_block)(blocks[i:i + per_step])
+                     for i in range(0, len(lay.blocks), per_step)])
+  return (jnp.concatenate(sims).reshape(-1, nk),
+          jnp.concatenate(gmax).reshape(lay.nky, lay.nkx, lay.wy, lay.wx,
+                                        ctx))
+
+
+def _window_topk(lay, sims, gmax, groups, k1, n0, temperature):
+  """Top-k1 of every query's admissible bank keys.
+
+  The top-k of a set lies in its top-k groups by group maximum: per query,
+  the k best of its groups' maxima, then the k best keys of those groups,
+  masked as the reference (-1e10) and divided by the temperature (which
+  keeps their order).
+
+  Args:
+    lay: the `_Layout`.
+    sims, gmax: from `_window_sims`.
+    groups: int32 [n, n_groups], `lay.query_groups()`.
+    k1: neighbours kept.
+    n0: label-table index of the bank's first key.
+    temperature: softmax temperature.
+
+  Returns:
+    (sims / T [n, k1], label-table indices [n, k1]).
+  """
+  n = groups.shape[0]
+  kg = min(k1, lay.n_groups)
+  gmax = lay.gather_blocks(gmax, -jnp.inf)  # [n, n_groups]
+  top_g, sel = jax.lax.top_k(gmax, kg)
+  # Groups in index order (ties: the lower block, cell, slot first).
+  sel = jnp.sort(sel, axis=1)
+  top_g = jnp.take_along_axis(gmax, sel, 1)
+  gid = jnp.take_along_axis(groups, sel, 1)  # [n, kg]
+  block, rest = jnp.divmod(gid, lay.nwin * lay.context)
+  key_y = (block // lay.nkx)[..., None] * lay.by + jnp.asarray(lay.key_y)
+  key_x = (block % lay.nkx)[..., None] * lay.bx + jnp.asarray(lay.key_x)
+  ok = (jnp.asarray(lay.near)[rest // lay.context] &
+        (key_y < lay.h) & (key_x < lay.w))  # [n, kg, nk]
+  cell, slot = jnp.divmod(rest, lay.context)
+  row = (block * lay.nrows + jnp.asarray(lay.row_of)[cell]) * lay.context
+  vals = jnp.where(ok, sims[row + slot], jnp.asarray(_MASKED, sims.dtype))
+  vals = jnp.where(top_g[..., None] == -jnp.inf, -jnp.inf, vals)
+  top, idx = jax.lax.top_k(vals.reshape(n, kg * lay.nk), k1)
+  g, key = jnp.divmod(idx, lay.nk)
+  gid = jnp.take_along_axis(gid, g, 1)
+  in_block = (jnp.asarray(lay.key_y) * lay.wb + jnp.asarray(lay.key_x))
+  return top / temperature, lay.group_keys(gid, n0) + in_block[key]
+
+
+@functools.lru_cache(maxsize=8)
+def _query_groups(h, w, radius, context, block):
+  return _Layout(h, w, radius, context, block).query_groups()
 
 
 @_static_args
-def _propagate_blocked(feats, labels0, *, topk, radius, context, temperature,
-                       query_chunk, block):
+def _propagate_blocked(feats, labels0, groups, *, topk, radius, context,
+                       temperature, query_chunk, block, group0=32):
   """`propagate` with key blocks (CPU): see the module docstring."""
   t_len, h, w, c = feats.shape
   n, k_cls = h * w, labels0.shape[-1]
@@ -126,7 +324,7 @@ def _propagate_blocked(feats, labels0, *, topk, radius, context, temperature,
   f0 = feats[0].reshape(n, c)
   y0 = labels0.reshape(n, k_cls).astype(dtype)
   k0 = topk
-  n0 = n + max(k0 - n, 0)  # Frame 0's rows of the label table.
+  n0 = -(-max(n, k0) // group0) * group0  # Frame 0's rows of the table.
   y0_ext = jnp.concatenate([y0, jnp.zeros((n0 - n, k_cls), dtype)])
   use_short = radius > 0 and context > 0
 
@@ -134,91 +332,17 @@ def _propagate_blocked(feats, labels0, *, topk, radius, context, temperature,
     def step0(_, t):
       frame = jax.lax.dynamic_index_in_dim(feats, t, keepdims=False)
       top, idx = _frame0_topk(frame.reshape(n, c), f0, k0, temperature,
-                              query_chunk)
+                              query_chunk, n0, group0)
       return None, _softmax_sum(top, idx, y0_ext).reshape(h, w, k_cls)
 
     _, preds = jax.lax.scan(step0, None, jnp.arange(1, t_len))
     return jnp.concatenate([y0.reshape(1, h, w, k_cls), preds])
 
-  # Key blocks of by x bx cells; the bank holds whole blocks (zeros past
-  # the frame, masked). The queries that can see a key block lie in its
-  # window, the block grown by (ry, rx) on each side.
-  by, bx = min(block, h), min(block, w)
-  nky, nkx = -(-h // by), -(-w // bx)
-  hb, wb = nky * by, nkx * bx
-  ry, rx = _half_window(radius, h), _half_window(radius, w)
-  wy, wx = by + 2 * ry, bx + 2 * rx
-  nk, nwin = by * bx, wy * wx
-  k1 = min(topk, context * nk)
-  # Static tables: window cell (a, b) is the query at (a - ry, b - rx) from
-  # the block origin; key cell (i, j) at (i, j).
-  a, b = np.meshgrid(np.arange(wy) - ry, np.arange(wx) - rx, indexing="ij")
-  i, j = np.meshgrid(np.arange(by), np.arange(bx), indexing="ij")
-  near = _within(a.reshape(-1, 1) - i.reshape(1, -1),
-                 b.reshape(-1, 1) - j.reshape(1, -1), radius)  # [nwin, nk]
-  key_row = np.tile(i.ravel(), context)  # [context * nk]
-  key_col = np.tile(j.ravel(), context)
-  key_off = (n0 + np.repeat(np.arange(context), nk) * hb * wb +
-             key_row * wb + key_col).astype(np.int32)
-  # Block offsets (d, e) from a query block to a key block holding a key
-  # within the radius of one of its cells.
-  dy_max, dx_max = -(-ry // by), -(-rx // bx)
-  offsets = [(d, e) for d in range(-dy_max, dy_max + 1)
-             for e in range(-dx_max, dx_max + 1)
-             if _within(d * by + i.reshape(-1, 1) - i.reshape(1, -1),
-                        e * bx + j.reshape(-1, 1) - j.reshape(1, -1),
-                        radius).any()]
-  pad_y, pad_x = dy_max * by - ry, dx_max * bx - rx
-  blocks = np.stack(np.meshgrid(np.arange(nky), np.arange(nkx),
-                                indexing="ij"), -1).reshape(-1, 2)
-  per_step = max(1, query_chunk // nk)
-
-  def window_topk(qpad, bank_f):
-    """Per key block: top-k of its keys for each query of its window.
-
-    qpad [hb + 2ry, wb + 2rx, C], bank_f [L, hb, wb, C] ->
-    (sims / T, table indices), each [nky, nkx, wy, wx, k1].
-    """
-    def one_block(yx):
-      oy, ox = yx[0] * by, yx[1] * bx
-      q = jax.lax.dynamic_slice(qpad, (oy, ox, 0), (wy, wx, c))
-      keys = jax.lax.dynamic_slice(bank_f, (0, oy, ox, 0),
-                                   (context, by, bx, c))
-      s = jnp.dot(q.reshape(nwin, c), keys.reshape(context * nk, c).T,
-                  precision=_HIGHEST).reshape(nwin, context, nk)
-      inside = ((oy + jnp.asarray(i.ravel()) < h) &
-                (ox + jnp.asarray(j.ravel()) < w))
-      ok = jnp.asarray(near) & inside[None]
-      s = jnp.where(ok[:, None, :], s, jnp.asarray(_MASKED, s.dtype))
-      top, idx = jax.lax.top_k(s.reshape(nwin, context * nk) / temperature,
-                               k1)
-      gidx = jnp.asarray(key_off)[idx] + oy * wb + ox
-      return top.reshape(wy, wx, k1), gidx.reshape(wy, wx, k1)
-
-    top, idx = jax.lax.map(one_block, jnp.asarray(blocks),
-                           batch_size=per_step)
-    return (top.reshape(nky, nkx, wy, wx, k1),
-            idx.reshape(nky, nkx, wy, wx, k1))
-
-  def gather_blocks(x, fill):
-    """[nky, nkx, wy, wx, k1] per key block -> [h, w, len(offsets) * k1].
-
-    Query cell (qy * by + iy, ...) sits in the window of key block
-    qy + d at row iy - d * by + ry: after padding the window rows by pad_y,
-    row block dy_max - d, row iy.
-    """
-    x = jnp.pad(x, ((0, 0), (0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)),
-                constant_values=fill)
-    x = x.reshape(nky, nkx, 2 * dy_max + 1, by, 2 * dx_max + 1, bx, k1)
-    parts = []
-    for d, e in offsets:
-      part = x[:, :, dy_max - d, :, dx_max - e]  # [nky, nkx, by, bx, k1]
-      part = jnp.pad(part, ((dy_max, dy_max), (dx_max, dx_max), (0, 0),
-                            (0, 0), (0, 0)), constant_values=fill)
-      parts.append(part[dy_max + d:dy_max + d + nky,
-                        dx_max + e:dx_max + e + nkx])
-    x = jnp.concatenate(parts, -1).transpose(0, 2, 1, 3, 4)
-    return x.reshape(hb, wb, -1)[:h, :w]
+  lay = _Layout(h, w, radius, context, block)
+  hb, wb, ry, rx = lay.hb, lay.wb, lay.ry, lay.rx
+  k1 = min(topk, lay.n_groups * lay.nk)  # Window keys kept per query.
+  # Key blocks per matmul; at most 32 unrolled steps (compile time).
+  per_step = max(1, query_chunk // lay.nk, -(-len(lay.blocks) // 32))
 
   def pad_frame(x):
     return jnp.pad(x, ((0, hb - h), (0, wb - w), (0, 0)))
@@ -227,11 +351,10 @@ def _propagate_blocked(feats, labels0, *, topk, radius, context, temperature,
     bank_f, bank_y = carry
     frame = jax.lax.dynamic_index_in_dim(feats, t, keepdims=False)
     top0, idx0 = _frame0_topk(frame.reshape(n, c), f0, k0, temperature,
-                              query_chunk)
+                              query_chunk, n0, group0)
     qpad = jnp.pad(frame, ((ry, hb - h + ry), (rx, wb - w + rx), (0, 0)))
-    top1, idx1 = window_topk(qpad, bank_f)
-    top1 = gather_blocks(top1, -jnp.inf).reshape(n, -1)
-    idx1 = gather_blocks(idx1, 0).reshape(n, -1)
+    sims, gmax = _window_sims(lay, qpad, bank_f, per_step)
+    top1, idx1 = _window_topk(lay, sims, gmax, groups, k1, n0, temperature)
     # The top-k of a union is the top-k of the parts' top-ks.
     top, sel = jax.lax.top_k(jnp.concatenate([top0, top1], 1), topk)
     idx = jnp.take_along_axis(jnp.concatenate([idx0, idx1], 1), sel, 1)
@@ -254,10 +377,10 @@ def _propagate_blocked(feats, labels0, *, topk, radius, context, temperature,
 
 @_static_args
 def _propagate_dense(feats, labels0, *, topk, radius, context, temperature,
-                     query_chunk, block=None):
+                     query_chunk, block=None, group0=None):
   """`propagate` with dense per-frame similarities (GPU): one matmul of a
   query chunk against frame 0 and the whole bank, the radius as a mask."""
-  del block
+  del block, group0
   t_len, h, w, c = feats.shape
   n, k_cls = h * w, labels0.shape[-1]
   dtype = feats.dtype
@@ -380,4 +503,8 @@ def propagate(feats: jax.Array, labels0: jax.Array, *, topk: int,
       kw["query_chunk"] = chunk
   if impl == "dense":
     return _propagate_dense(feats, labels0, **kw)
-  return _propagate_blocked(feats, labels0, **kw)
+  _, h, w, _ = feats.shape
+  groups = None
+  if radius > 0 and context > 0:
+    groups = _query_groups(h, w, radius, context, block)
+  return _propagate_blocked(feats, labels0, groups, **kw)
