@@ -52,7 +52,7 @@ Per target frame:
 "dense" (accelerators): for each chunk of queries, one matmul against frame
 0 and one against all bank slots, the radius as a mask from cell
 coordinates, one joint top-k over (context + 1) * h * w candidates, as the
-reference. Large matmuls and a dense top-k suit a GPU; on CPU it does ~6x
+reference. Large matmuls and a dense top-k suit a GPU; on CPU it does ~7x
 the blocked FLOPs. "auto" picks dense on a GPU/TPU when `dense_chunk` finds
 device memory for at least 256 query rows, blocked otherwise.
 
