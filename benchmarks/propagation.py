@@ -11,15 +11,22 @@ loop of `code/test.py:100-148` (`reference_propagate` below).
 
 Inputs: random L2-normalised features float32 [T, h, w, C] (seeded), frame 0
 labels one-hot of K random classes. Each measurement runs in its own child
-process (`--child`), which reports its wall time and its peak RSS
-(`resource.getrusage(RUSAGE_SELF).ru_maxrss`) and its RSS once the inputs
-exist (so peak - base is what propagation itself adds). Ours is timed after a
+process (`--child`), which reports its wall time, its peak RSS
+(`resource.getrusage(RUSAGE_SELF).ru_maxrss`), its RSS once the inputs exist
+(so peak - base is what propagation itself adds) and the 1-minute load
+average before and after its timed call. Ours is timed after a
 compile-and-run warm-up on the same shapes (the long video with
-`--no_warmup`: one call, compilation included). Outputs of ours and the
-reference on the same features are compared (max abs diff).
+`--no_warmup`: one call, compilation included).
 
-  python benchmarks/propagation.py --frames=8 --long_frames=100 \
-      --channels=256,1280 --reference_dir=/tmp/videowalk
+Interleaved pairs: on a shared machine one sequential pair of runs cannot
+show a ratio, so for each C the script runs `--pairs` pairs, ours then the
+reference (A B A B ...), each run in a fresh child process, and reports the
+per-pair ratios (ours frames/s over the reference's), their median and
+range, with the load averages next to each pair. Outputs of ours and the
+reference on the same features are compared in every pair (max abs diff).
+
+  python benchmarks/propagation.py --frames=4 --long_frames=0 \
+      --channels=256 --pairs=3 --reference_dir=/tmp/videowalk
 """
 
 import argparse
@@ -183,11 +190,13 @@ def _child(args):
     base = _rss_mib()
     fn = lambda: jax.block_until_ready(label_propagation.propagate(
         feats, labels0, query_chunk=args.query_chunk, block=args.block,
-        **kw))
+        impl=args.impl, **kw))
+    rec["load_before"] = os.getloadavg()[0]
     t0 = time.perf_counter()
     out = np.asarray(fn())
     rec["first_call_s"] = rec["time_s"] = time.perf_counter() - t0
     if not args.no_warmup:
+      rec["load_before"] = os.getloadavg()[0]
       t0 = time.perf_counter()
       out = np.asarray(fn())
       rec["time_s"] = time.perf_counter() - t0
@@ -196,12 +205,14 @@ def _child(args):
     torch.set_num_threads(os.cpu_count())
     utils, test_utils = load_reference(args.reference_dir)
     base = _rss_mib()
+    rec["load_before"] = os.getloadavg()[0]
     t0 = time.perf_counter()
     with torch.no_grad():
       out = reference_propagate(utils, test_utils, feats, labels0, **kw)
     rec["time_s"] = time.perf_counter() - t0
   if args.save:
     np.save(args.save, out)
+  rec["load_after"] = os.getloadavg()[0]
   rec.update(method=args.child, frames=args.child_frames,
              channels=args.child_channels, input_mib=feats.nbytes / 2**20,
              base_rss_mib=base,
@@ -214,7 +225,8 @@ def _run(args, method, frames, channels, save=None):
   cmd = [sys.executable, os.path.abspath(__file__), f"--child={method}",
          f"--child_frames={frames}", f"--child_channels={channels}"]
   for name in ("height", "width", "classes", "topk", "radius", "context",
-               "temperature", "query_chunk", "block", "reference_dir"):
+               "temperature", "query_chunk", "block", "impl",
+               "reference_dir"):
     cmd.append(f"--{name}={getattr(args, name)}")
   if save:
     cmd.append(f"--save={save}")
@@ -224,7 +236,6 @@ def _run(args, method, frames, channels, save=None):
   if res.returncode:
     raise RuntimeError(f"{method} failed:\n{res.stderr[-3000:]}")
   rec = json.loads(res.stdout.strip().splitlines()[-1])
-  rec["load_after"] = os.getloadavg()[0]
   print(json.dumps(rec), flush=True)
   return rec
 
@@ -244,7 +255,10 @@ def main():
   p.add_argument("--context", type=int, default=20)
   p.add_argument("--temperature", type=float, default=0.05)
   p.add_argument("--query_chunk", type=int, default=256)
-  p.add_argument("--block", type=int, default=8)
+  p.add_argument("--block", type=int, default=4)
+  p.add_argument("--impl", default="auto", help="blocked, dense or auto")
+  p.add_argument("--pairs", type=int, default=3,
+                 help="interleaved ours/reference pairs per C")
   p.add_argument("--no_warmup", action="store_true",
                  help="long video: one call, time includes compilation")
   p.add_argument("--reference_dir", default="")
@@ -259,28 +273,58 @@ def main():
     _child(args)
     return
   print(f"nproc={os.cpu_count()} load={os.getloadavg()}", flush=True)
-  records = []
+  records, tables = [], []
   with tempfile.TemporaryDirectory() as tmp:
     for c in [int(x) for x in args.channels.split(",")]:
-      ours_path = os.path.join(tmp, f"ours{c}.npy")
-      ours = _run(args, "ours", args.frames, c, ours_path)
-      records.append(ours)
-      if args.reference_dir:
+      pairs = []
+      for i in range(args.pairs if args.reference_dir else 1):
+        ours_path = os.path.join(tmp, f"ours{c}.npy")
+        ours = _run(args, "ours", args.frames, c, ours_path)
+        ours["pair"] = i
+        records.append(ours)
+        if not args.reference_dir:
+          continue
         ref_path = os.path.join(tmp, f"ref{c}.npy")
         ref = _run(args, "reference", args.frames, c, ref_path)
-        diff = float(np.abs(np.load(ours_path) - np.load(ref_path)).max())
-        ref["max_abs_diff_vs_ours"] = diff
+        ref["pair"] = i
+        ref["max_abs_diff_vs_ours"] = float(
+            np.abs(np.load(ours_path) - np.load(ref_path)).max())
         ref["fps_ratio_ours_over_ref"] = ours["fps"] / ref["fps"]
-        ref["peak_rss_ratio_ref_over_ours"] = (ref["peak_rss_mib"] /
-                                               ours["peak_rss_mib"])
+        ref["peak_rss_ratio_ours_over_ref"] = (ours["peak_rss_mib"] /
+                                               ref["peak_rss_mib"])
         print(json.dumps(ref), flush=True)
         records.append(ref)
+        pairs.append((ours, ref))
+      if pairs:
+        tables.append(pair_table(c, pairs))
       if args.long_frames:
         records.append(_run(args, "ours", args.long_frames, c))
+  for table in tables:
+    print(table)
   if args.out:
     with open(args.out, "a") as f:
       for r in records:
         f.write(json.dumps(dict(r, args=vars(args))) + "\n")
+
+
+def pair_table(c, pairs):
+  """Markdown rows of interleaved pairs and the median / range of ratios."""
+  rows = [f"C = {c}: | pair | ours frames/s | reference frames/s | ratio | "
+          "load (ours; ref: before/after) | peak RSS ours/ref MiB | "
+          "max abs diff |", "|---|---|---|---|---|---|---|"]
+  ratios = []
+  for ours, ref in pairs:
+    ratios.append(ref["fps_ratio_ours_over_ref"])
+    rows.append(
+        f"| {ours['pair'] + 1} | {ours['fps']:.3f} | {ref['fps']:.4f} | "
+        f"{ratios[-1]:.1f}x | {ours['load_before']:.1f}/"
+        f"{ours['load_after']:.1f}; {ref['load_before']:.1f}/"
+        f"{ref['load_after']:.1f} | {ours['peak_rss_mib']:.0f}/"
+        f"{ref['peak_rss_mib']:.0f} | {ref['max_abs_diff_vs_ours']:.1e} |")
+  rows.append(f"median ratio {np.median(ratios):.1f}x, range "
+              f"{min(ratios):.1f}x - {max(ratios):.1f}x over {len(ratios)} "
+              "interleaved pairs")
+  return "\n".join(rows)
 
 
 if __name__ == "__main__":

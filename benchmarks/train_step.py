@@ -21,6 +21,15 @@ settings) else CPU, in a child process run first (see `bench_reference`).
 Threads: XLA's CPU pool uses all cores by default; torch gets
 `set_num_threads(os.cpu_count())`.
 
+Interleaved pairs (`--pairs`, default 3, with `--reference_dir`): ours and
+the reference alternate (A B A B ...), each run in a fresh child process
+(ours never shares a process with torch, nor the reference with TF/XLA);
+the script prints every pair's step times, the 1-minute load averages
+before and after each run, the per-pair ratios (reference ms / ours ms),
+their median and range. A single sequential pair cannot show a ratio on a
+shared machine. `--pairs=0` keeps the old single in-process run of ours
+after one reference child.
+
 `--method=crw` times CRW's step on clips of T frames x 7x7 patches (the
 reference batch: 20 clips x 4 frames x 49 patches of 64 px; an example is a
 clip; `--image_size` sets the patch size, with crop 4x and stride 1/2 of it
@@ -79,7 +88,10 @@ def _parse_args():
   p.add_argument("--reference_dir",
                  help="checkout of Alxead/SFC (fc) or ajabri/videowalk (crw)")
   p.add_argument("--out", help="append one JSON line of results here")
+  p.add_argument("--pairs", type=int, default=3,
+                 help="interleaved ours/reference child runs (0: one each)")
   p.add_argument("--reference_child", help=argparse.SUPPRESS)
+  p.add_argument("--ours_child", help=argparse.SUPPRESS)
   return p.parse_args()
 
 
@@ -209,10 +221,11 @@ def bench_reference(ref_dir, config, batch, warmup, steps):
     np.savez(os.path.join(tmp, "batch.npz"), **batch)
     with open(os.path.join(tmp, "spec.json"), "w") as f:
       json.dump(spec, f)
+    load = os.getloadavg()[0]
     subprocess.run([sys.executable, os.path.abspath(__file__),
                     f"--reference_child={tmp}"], check=True)
     with open(os.path.join(tmp, "result.json")) as f:
-      return json.load(f)
+      return {**json.load(f), "loadavg_1m_before": load}
 
 
 def reference_child(tmp):
@@ -346,10 +359,86 @@ def _line(name, r, unit):
           f"{r['loss_first']:.4f} -> {r['loss_last']:.4f}")
 
 
+def ours_child(args):
+  """Our step in this (child) process; writes JSON to `args.ours_child`."""
+  config = load_config(args)
+  batch = make_method_batch(config)
+  load = os.getloadavg()[0]
+  result = bench_ours(config, batch, args.warmup, args.steps)
+  result.update(loadavg_1m_before=load,
+                device_kind=jax.devices()[0].device_kind,
+                num_devices=jax.device_count())
+  with open(args.ours_child, "w") as f:
+    json.dump(result, f)
+
+
+def run_ours_child(argv):
+  """Runs `ours_child` in a fresh process with the parent's arguments."""
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "ours.json")
+    subprocess.run([sys.executable, os.path.abspath(__file__), *argv,
+                    f"--ours_child={path}"], check=True)
+    with open(path) as f:
+      return json.load(f)
+
+
+def interleaved(args):
+  """`--pairs` pairs of child runs, ours then the reference."""
+  config = load_config(args)
+  unit = UNITS[args.method]
+  batch = make_method_batch(config)
+  argv, skip = [], False
+  for a in sys.argv[1:]:  # Without --out (the parent writes it).
+    if not skip and not a.startswith("--out"):
+      argv.append(a)
+    skip = a == "--out"
+  print(f"{args.method}: {describe(config)}; {os.cpu_count()} CPUs, load "
+        f"{os.getloadavg()[0]:.2f}; {args.pairs} interleaved pairs",
+        flush=True)
+  pairs = []
+  for i in range(args.pairs):
+    ours = run_ours_child(argv)
+    print(_line(f"pair {i + 1} ours", ours, unit) +
+          f" | load {ours['loadavg_1m_before']:.2f} -> "
+          f"{ours['loadavg_1m_after']:.2f}", flush=True)
+    ref = bench_reference(args.reference_dir, config, batch, args.warmup,
+                          args.steps)
+    print(_line(f"pair {i + 1} reference", ref, unit) +
+          f" | load {ref['loadavg_1m_before']:.2f} -> "
+          f"{ref['loadavg_1m_after']:.2f}", flush=True)
+    pairs.append({"ours": ours, "reference": ref,
+                  "ratio": ref["ms_median"] / ours["ms_median"]})
+  ratios = [p["ratio"] for p in pairs]
+  print("| pair | ours ms/step | reference ms/step | ratio (ref/ours) | "
+        "load ours (before/after) | load ref (before/after) |")
+  print("|---|---|---|---|---|---|")
+  for i, p in enumerate(pairs):
+    o, r = p["ours"], p["reference"]
+    print(f"| {i + 1} | {o['ms_median']:.0f} ({o['ms_p10']:.0f}-"
+          f"{o['ms_p90']:.0f}) | {r['ms_median']:.0f} ({r['ms_p10']:.0f}-"
+          f"{r['ms_p90']:.0f}) | {p['ratio']:.2f} | "
+          f"{o['loadavg_1m_before']:.1f}/{o['loadavg_1m_after']:.1f} | "
+          f"{r['loadavg_1m_before']:.1f}/{r['loadavg_1m_after']:.1f} |")
+  print(f"median ratio {np.median(ratios):.2f}, range {min(ratios):.2f} - "
+        f"{max(ratios):.2f} over {len(ratios)} interleaved pairs")
+  if args.out:
+    with open(args.out, "a") as f:
+      f.write(json.dumps({**{k: v for k, v in vars(args).items()
+                             if v is not None}, "pairs": pairs,
+                          "median_ratio": float(np.median(ratios))}) + "\n")
+
+
 def main():
   args = _parse_args()
   if args.reference_child:
     reference_child(args.reference_child)
+    return
+  if args.ours_child:
+    ours_child(args)
+    return
+  if (args.reference_dir and args.steps and args.pairs and
+      load_config(args).model.width == 64):
+    interleaved(args)
     return
   config = load_config(args)
   b, s, m = config.data.batch_size, config.data.crop_size, config.model

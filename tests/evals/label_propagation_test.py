@@ -78,6 +78,7 @@ def _random_inputs(seed, t=6, h=5, w=7, c=8, k=3):
 
 @pytest.mark.parametrize("topk,radius,context,temperature,chunk,block", [
     (5, 2.0, 3, 0.05, 1024, 8), (10, 12.0, 4, 0.07, 8, 8),
+    (10, 12.0, 4, 0.07, 8, 4),
     (3, 1.0, 2, 0.1, 16, 8), (4, 0.0, 3, 0.05, 1024, 8),
     # Blocks not dividing the 5x7 frame, several blocks per step or one.
     (5, 2.0, 3, 0.05, 8, 2), (6, 2.5, 3, 0.05, 1, 3),
@@ -99,26 +100,71 @@ def test_matches_the_reference_loop(topk, radius, context, temperature,
   np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("topk,radius,context,temperature,chunk", [
+    (10, 12.0, 4, 0.07, 8), (3, 1.0, 2, 0.1, 7), (7, 30.0, 3, 0.05, 4),
+    (40, 0.0, 2, 0.05, 1024), (40, 1.0, 2, 0.05, 16)])
+def test_dense_layout_matches_the_reference_loop(topk, radius, context,
+                                                 temperature, chunk):
+  feats, labels0 = _random_inputs(topk + 1)
+  expected = _reference_numpy(feats, labels0, topk, radius, context,
+                              temperature)
+  ours = label_propagation.propagate(
+      feats, labels0, topk=topk, radius=radius, context=context,
+      temperature=temperature, query_chunk=chunk, impl="dense")
+  np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [1, 3, 8])
+def test_layouts_agree(block):
+  # Blocked (several key-block sides) and dense on the same video: the
+  # blocked layout's group selection and the dense joint top-k agree.
+  feats, labels0 = _random_inputs(7, t=7, h=11, w=13, c=16, k=4)
+  kw = dict(topk=6, radius=4.0, context=3, temperature=0.05)
+  dense = label_propagation.propagate(feats, labels0, impl="dense",
+                                      query_chunk=32, **kw)
+  blocked = label_propagation.propagate(feats, labels0, impl="blocked",
+                                        block=block, query_chunk=32, **kw)
+  np.testing.assert_allclose(blocked, dense, atol=1e-6)
+
+
+def test_auto_layout_on_cpu_is_blocked():
+  assert label_propagation.dense_chunk((5, 60, 107, 256), 20, 12.0) == 0
+  feats, labels0 = _random_inputs(2)
+  kw = dict(topk=3, radius=2.0, context=2, temperature=0.05)
+  np.testing.assert_array_equal(
+      label_propagation.propagate(feats, labels0, **kw),
+      label_propagation.propagate(feats, labels0, impl="blocked", **kw))
+  with pytest.raises(ValueError, match="impl"):
+    label_propagation.propagate(feats, labels0, impl="sparse", **kw)
+
+
 def test_long_video_ring_buffer_wraps():
   # T > context + 1: the ring buffer overwrites its slots several times.
   feats, labels0 = _random_inputs(3, t=11, h=6, w=9)
   expected = _reference_numpy(feats, labels0, 4, 3.0, 3, 0.05)
-  ours = label_propagation.propagate(
-      feats, labels0, topk=4, radius=3.0, context=3, temperature=0.05,
-      query_chunk=8, block=4)
-  np.testing.assert_allclose(ours, expected, atol=1e-5)
+  for impl in ("blocked", "dense"):
+    ours = label_propagation.propagate(
+        feats, labels0, topk=4, radius=3.0, context=3, temperature=0.05,
+        query_chunk=8, block=4, impl=impl)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["blocked", "dense"])
 @pytest.mark.parametrize("case,topk,radius,context", [
     ("r12_c20", 10, 12.0, 20), ("r5_c4", 10, 5.0, 4)])
-def test_matches_videowalk_outputs_on_davis(case, topk, radius, context):
+def test_matches_videowalk_outputs_on_davis(case, topk, radius, context,
+                                            impl):
   data = np.load(_FIXTURE)
   feats = data["feats"].astype(np.float32)
   ours = np.asarray(label_propagation.propagate(
       feats, data["labels0"], topk=topk, radius=radius, context=context,
-      temperature=0.05))
+      temperature=0.05, impl=impl))
   assert ours.shape == data[case].shape
-  np.testing.assert_allclose(ours, data[case], atol=1e-4)
+  # Max abs diff to the reference's outputs: about 1e-6 (float32 sums in
+  # another order).
+  np.testing.assert_allclose(ours, data[case], atol=2e-6)
+  if impl == "dense":
+    return
   # The numpy transcription agrees too.
   expected = _reference_numpy(feats, data["labels0"], topk, radius, context,
                               0.05)
