@@ -49,7 +49,7 @@ def get_config(arg=None):
   if arg.smoke:
     c.model.update(width=4, key_dim=8, value_dim=16,
                    decoder_widths=(16, 8, 8))
-    c.data.update(batch_size=2, crop_size=32, num_frames=8)
+    c.data.update(batch_size=4, crop_size=32, num_frames=8)
     c.evals = cd.smoke_evals(size=32)
     c.total_steps = 2
     c.log_every_steps = 1

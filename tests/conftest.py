@@ -8,10 +8,6 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_platforms", "cpu")
-# Tiny test networks: XLA's optimisations cost more compile time than they
-# save (about 3x less compile time); the subprocess CLI tests set the same
-# through JAX_DISABLE_MOST_OPTIMIZATIONS.
-jax.config.update("jax_disable_most_optimizations", True)
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -33,3 +29,16 @@ def data_root() -> str:
 @pytest.fixture
 def repo_root() -> str:
   return REPO
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+  """Tiny networks: XLA's optimisations cost more compile time than they
+  save (~3x). Opt in per module with
+  `pytestmark = pytest.mark.usefixtures("fast_compile")`; not for modules
+  whose tolerances assume the optimised summation order (the subprocess CLI
+  tests set JAX_DISABLE_MOST_OPTIMIZATIONS themselves)."""
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)

@@ -27,6 +27,9 @@ from corrjax import interrupts
 from corrjax import memory_budget
 from corrjax import train
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
 

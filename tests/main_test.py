@@ -201,27 +201,25 @@ def test_batch_not_divisible_by_devices_is_one_clear_line(tmp_path):
   assert "batch size 6 is not divisible by the 4 devices" in last
 
 
-def test_unexpected_error_is_one_line_naming_the_log(tmp_path, monkeypatch,
-                                                     capsys):
-  """In process: main() with a training that fails in an unforeseen way."""
-  from corrjax import main as main_lib  # pylint: disable=g-import-not-at-top
-  from corrjax import run  # pylint: disable=g-import-not-at-top
-
-  def broken(*args, **kwargs):
-    raise RuntimeError("something deep\nwent wrong")
-
-  monkeypatch.setattr(run, "train_and_evaluate", broken)
+def test_unexpected_error_is_one_line_naming_the_log(tmp_path):
+  """The CLI with a training that fails in an unforeseen way (patched in)."""
   workdir = tmp_path / "w"
-  main_lib.parse_flags(["corrjax", f"--config={REPO}/configs/sfc.py:smoke",
-                        f"--workdir={workdir}"])
-  try:
-    with pytest.raises(SystemExit) as exit_info:
-      main_lib.main(["corrjax"])
-  finally:
-    main_lib.flags.FLAGS.unparse_flags()
-  assert exit_info.value.code == 1
-  err = capsys.readouterr().err.strip().splitlines()
+  script = (
+      "import sys\n"
+      "from absl import app\n"
+      "from corrjax import main, run\n"
+      "def broken(*args, **kwargs):\n"
+      "  raise RuntimeError('something deep\\nwent wrong')\n"
+      "run.train_and_evaluate = broken\n"
+      f"sys.argv = ['corrjax', '--config={REPO}/configs/sfc.py:smoke',\n"
+      f"            '--workdir={workdir}']\n"
+      "app.run(main.main, flags_parser=main.parse_flags)\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO,
+                          env=_env(), capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 1, result.stderr[-2000:]
   log = workdir / "corrjax.log"
-  assert err == [f"corrjax: error: RuntimeError: went wrong (traceback in "
-                 f"{log})"]
-  assert "Traceback" in log.read_text() and "something deep" in log.read_text()
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"corrjax: error: RuntimeError: went wrong (traceback in {log})")
+  text = log.read_text()
+  assert "Traceback" in text and "something deep" in text

@@ -21,6 +21,9 @@ from corrjax import train
 from corrjax.data import normalization
 from corrjax.methods import byol
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 

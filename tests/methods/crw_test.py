@@ -18,6 +18,9 @@ from corrjax import train
 from corrjax.methods import crw as crw_method
 from corrjax.models import crw as crw_model
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 _TRAIN_STEP = crw_method.train_step

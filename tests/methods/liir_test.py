@@ -4,11 +4,13 @@ import importlib.util
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from corrjax import optim
 from corrjax.data import frame_pairs
+from corrjax.evals import features
 from corrjax.methods import liir as liir_method
 
 
@@ -52,17 +54,24 @@ def test_smoke_steps_fill_the_queue_then_use_it(repo_root, shift):
   assert not np.allclose(kernel, state.params["conv_semantic"]["kernel"])
 
 
-def test_feature_fn_pads_and_encodes_lab_frames(repo_root):
+def test_encoder_pads_and_encodes_lab_frames(repo_root):
   config = _config(repo_root)
   model = liir_method.build_model(config)
   variables = model.init(jax.random.key(1), np.zeros((1, 32, 32, 3)))
-  fn = liir_method.make_feature_fn(model, variables)
+  encoder = liir_method.encoder(config)
+  assert encoder.stride == 4
+  fn = features.frame_features(encoder, variables, batch_size=2)
   frames = np.random.default_rng(0).integers(0, 256, (2, 30, 42, 3),
                                              dtype=np.uint8)
   out = fn(frames)
   assert out.shape == (2, 8, 11, config.model.match_dim)
-  lab = (frame_pairs.rgb_to_lab(frames / np.float32(255))
-         - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
+  # The jit-able Lab equals the float64 numpy one to float32 precision.
+  lab64 = frame_pairs.rgb_to_lab(frames / np.float32(255))
+  lab32 = np.asarray(frame_pairs.rgb_to_lab(
+      jnp.asarray(frames / np.float32(255)), xp=jnp))
+  np.testing.assert_allclose(lab32, lab64, atol=1e-3)
+  lab = (lab32 - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
   padded = np.pad(lab, ((0, 0), (0, 2), (0, 2), (0, 0)))
-  want = model.apply(variables, padded)["match"]
+  want = np.array(model.apply(variables, padded)["match"])
+  want /= np.linalg.norm(want, axis=-1, keepdims=True)  # CRW protocol.
   np.testing.assert_allclose(out, want, atol=1e-5)

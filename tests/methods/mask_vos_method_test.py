@@ -2,10 +2,13 @@
 
 import jax
 import numpy as np
+import pytest
 
 from corrjax import config_defaults
 from corrjax import optim
 from corrjax.methods import mask_vos
+
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def test_one_step_on_the_smoke_config(repo_root):
@@ -17,8 +20,8 @@ def test_one_step_on_the_smoke_config(repo_root):
   batches, _ = mask_vos.make_batches(config, start_step=0)
   batch = next(batches)
   s = config.data.crop_size
-  assert batch["seg_frames"].shape == (2, 3, s, s, 3)
-  assert batch["seg_masks"].shape == (2, 3, s, s)
+  assert batch["seg_frames"].shape == (4, 3, s, s, 3)
+  assert batch["seg_masks"].shape == (4, 3, s, s)
   assert batch["short_frames"].shape == batch["long_frames"].shape
   step = jax.jit(mask_vos.bind_train_step(config, model=model, tx=tx,
                                           schedule=schedule))

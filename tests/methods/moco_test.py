@@ -25,6 +25,9 @@ from corrjax import train
 from corrjax.data import normalization
 from corrjax.methods import moco
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
