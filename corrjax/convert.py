@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from corrjax import cli_flags
 from corrjax import pretrained
 from corrjax import torch_pickle
 from corrjax.models import resnet
@@ -516,12 +517,6 @@ def main(argv: list[str]) -> None:
     print("  " + line)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f"corrjax: error: {e}")
-
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli_flags.parse_or_exit)

@@ -24,6 +24,8 @@ import time
 from absl import app
 from absl import flags
 
+from corrjax import cli_flags
+
 from corrjax.evals import benchmarks
 from corrjax.evals import davis_data
 from corrjax.evals import davis_results
@@ -84,12 +86,6 @@ def main(argv):
     sys.exit(f"corrjax: error: {e}")
 
 
-def _parse_flags(argv):
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f"corrjax: error: {e}")
-
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli_flags.parse_or_exit)
