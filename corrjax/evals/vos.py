@@ -100,12 +100,13 @@ def _marker_path(out_dir: str, name: str) -> str:
 
 
 def _fingerprint(network, video: Video, protocol) -> str:
-  """sha1 of what the network makes of the first frames (features, or the
-  predicted masks of the first two frames for a mask predictor)."""
-  if network.features is not None:
-    out = network.features(video.frames[:1])
-  else:
+  """sha1 of what makes the predictions: the mask predictor's masks of the
+  first two frames when the network has one (its decoder can change while
+  its features do not), else the features of the first frame."""
+  if network.predict_masks is not None:
     out = network.predict_masks(video.frames[:2], video.masks[0], protocol)
+  else:
+    out = network.features(video.frames[:1])
   out = np.ascontiguousarray(out, dtype=np.float32)
   return hashlib.sha1(out.tobytes()).hexdigest()
 

@@ -85,7 +85,7 @@ def test_a_mask_predictor_replaces_label_propagation(toy, tmp_path):
   toy(_toy_method(calls))
   tree = {"params": {"scale": np.float32(1.0)}}
   out = run.evaluate(_config(), tree, 3, str(tmp_path), log=lambda m: None)
-  assert len(calls) == 2  # One call per video.
+  assert len(calls) == 1 + 2  # The fingerprint, then each video.
   assert calls[-1].topk == 3
   # Copying frame 0's mask: J of frame 0 is perfect, later frames are not.
   assert 0.0 < out["synthetic"]["trained"]["table"]["J"] < 1.0
