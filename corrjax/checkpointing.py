@@ -11,6 +11,11 @@ import orbax.checkpoint as ocp
 from corrjax import train_state as train_state_lib
 
 
+def checkpoint_dir(workdir: str) -> str:
+  """`<workdir>/checkpoints`, absolute: one folder per complete step."""
+  return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
 def make_manager(workdir: str, *, every_steps: int, keep: int,
                  asynchronous: bool = True) -> ocp.CheckpointManager:
   """A manager writing `<workdir>/checkpoints/<step>`.
@@ -21,8 +26,7 @@ def make_manager(workdir: str, *, every_steps: int, keep: int,
   options = ocp.CheckpointManagerOptions(
       save_interval_steps=every_steps, max_to_keep=keep, create=True,
       enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
 _TMP = re.compile(r"^(\d+)\.orbax-checkpoint-tmp")
@@ -32,7 +36,7 @@ def incomplete_steps(workdir: str) -> list[int]:
   """Steps whose save was interrupted: only a `<step>.orbax-checkpoint-tmp*`
   folder exists. orbax removes them when the manager opens; the previous
   complete checkpoint is intact."""
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     return []
   found = (_TMP.match(name) for name in os.listdir(directory))
@@ -42,7 +46,7 @@ def incomplete_steps(workdir: str) -> list[int]:
 
 def complete_steps(workdir: str) -> list[int]:
   """Steps with a finished checkpoint folder."""
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     return []
   return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
@@ -77,24 +81,6 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 
-def restore_step(workdir: str, abstract_state,
-                 step: int | None = None) -> train_state_lib.TrainState:
-  """Restores `step` (default: latest) from `<workdir>/checkpoints`.
-
-  Raises:
-    FileNotFoundError: when there is no such checkpoint.
-  """
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"no checkpoints folder in {workdir!r}.")
-  manager = ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(read_only=True))
-  step = manager.latest_step() if step is None else step
-  if step is None or step not in manager.all_steps():
-    raise FileNotFoundError(f"no checkpoint of step {step} in {directory!r}.")
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-
-
 def restore_tree(workdir: str, step: int | None = None) -> tuple[int, dict]:
   """(step, the saved state as a nested dict of numpy arrays), no template.
 
@@ -111,8 +97,7 @@ def restore_tree(workdir: str, step: int | None = None) -> tuple[int, dict]:
     step = steps[-1]
   elif step not in steps:
     raise FileNotFoundError(f"no checkpoint of step {step} in {workdir!r}.")
-  path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step),
-                      "default")
+  path = os.path.join(checkpoint_dir(workdir), str(step), "default")
   with ocp.StandardCheckpointer() as checkpointer:
     tree = checkpointer.restore(path)
   return step, jax.tree_util.tree_map(_to_numpy, tree)

@@ -27,16 +27,12 @@ def _check_folder(path: str, key: str, what: str) -> None:
 
 def evaluation_roots(config: ml_collections.ConfigDict):
   """(config key, path, what) of every evaluation that reads the disk."""
-  if "evals" in config:
-    evals = {f"config.evals.{n}": e for n, e in config.evals.items()}
-  else:
-    evals = {"config.eval": config.eval} if "eval" in config else {}
   data = config.get("data")
   data_root = data.get("root", "") if data is not None else ""
-  for prefix, e in evals.items():
+  for name, e in (config.get("evals") or {}).items():
     if e.source in _DISK_EVALS:
-      key = f"{prefix}.root"
-      yield key, e.root or data_root, f"the {e.source} root"
+      yield (f"config.evals.{name}.root", e.root or data_root,
+             f"the {e.source} root")
 
 
 def check_paths(config: ml_collections.ConfigDict, *, train: bool) -> None:

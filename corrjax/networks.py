@@ -97,9 +97,10 @@ def check_fusion(bench_name: str, bench) -> None:
       pretrained.check_encoder_path(member.checkpoint)
 
 
-def needs_own_network(config: ml_collections.ConfigDict) -> bool:
-  """False when every benchmark fuses only networks from elsewhere."""
-  for bench in config.evals.values():
+def needs_own_network(evals) -> bool:
+  """False when every benchmark of `evals` ({name: benchmark config}) fuses
+  only networks from elsewhere."""
+  for bench in evals.values():
     members = bench.get("fusion") or {}
     if not members or any(m.checkpoint == SELF for m in members.values()):
       return True

@@ -63,7 +63,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
                      log: Callable[[str], None] = print) -> dict:
   """`--mode=eval`: the latest checkpoint, the init, or outside networks."""
-  if not networks.needs_own_network(config):
+  if not networks.needs_own_network(active_evals(config)):
     return evaluate(config, None, None, workdir, log=log)
   if checkpointing.complete_steps(workdir):
     step, tree = checkpointing.restore_tree(workdir)

@@ -47,9 +47,11 @@ def test_sharded_state_round_trips(tmp_path):
                                           2)
   assert len(kernel.addressable_shards) == 4
   assert kernel.addressable_shards[0].data.shape == (1, 8)
-  # restore_step reads the same checkpoint from a workdir.
-  again = checkpointing.restore_step(str(tmp_path), abstract)
-  assert int(again.step) == 3
+  # restore_tree reads the same checkpoint from a workdir, no template.
+  step, tree = checkpointing.restore_tree(str(tmp_path))
+  assert step == 3 and int(tree["step"]) == 3
+  np.testing.assert_array_equal(tree["params"]["conv"]["kernel"],
+                                jax.device_get(state.params["conv"]["kernel"]))
 
 
 def test_keeps_the_newest_and_skips_existing_steps(tmp_path):
@@ -65,10 +67,12 @@ def test_keeps_the_newest_and_skips_existing_steps(tmp_path):
 
 
 def test_missing_checkpoints_are_clear_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match="no checkpoints folder"):
-    checkpointing.restore_step(str(tmp_path), None)
+  with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+    checkpointing.restore_tree(str(tmp_path))
   manager = checkpointing.make_manager(str(tmp_path), every_steps=1, keep=1)
   assert checkpointing.restore_latest(manager, None) is None
   manager.close()
-  with pytest.raises(FileNotFoundError, match="no checkpoint of step"):
-    checkpointing.restore_step(str(tmp_path), None)
+  with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+    checkpointing.restore_tree(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="no checkpoint of step 7"):
+    checkpointing.restore_tree(str(tmp_path), 7)

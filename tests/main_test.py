@@ -13,6 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from corrjax import checkpointing
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = "--config=configs/sfc.py:smoke"
 # Short resumable runs without evaluation.
@@ -56,13 +58,6 @@ def _interrupt(args, when, sig: int | None, close_pipe: bool = False):
     return "".join(lines), proc.wait(timeout=120)
   rest, _ = proc.communicate(timeout=120)
   return "".join(lines) + rest, proc.returncode
-
-
-def _checkpoint_steps(workdir):
-  folder = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(folder):
-    return []
-  return sorted(int(d) for d in os.listdir(folder) if d.isdigit())
 
 
 def _params(workdir, step):
@@ -114,7 +109,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig,
   result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
                 "--config.checkpoint_every_steps=100")
   assert result.returncode == 0, result.stderr[-3000:]
-  assert _checkpoint_steps(reference) == [24]
+  assert checkpointing.complete_steps(reference) == [24]
 
   workdir = tmp_path / "interrupted"
   # SIGINT saves a checkpoint on the way out; after SIGKILL the last
@@ -122,12 +117,12 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig,
   if sig != signal.SIGKILL:
     every, when = 100, lambda line: line.startswith("step 3/")
   else:
-    every, when = 4, lambda line: bool(_checkpoint_steps(workdir))
+    every, when = 4, lambda line: bool(checkpointing.complete_steps(workdir))
   out, code = _interrupt(
       [SMOKE, f"--workdir={workdir}", *RESUMABLE,
        f"--config.checkpoint_every_steps={every}"], when, sig, close_pipe)
   assert code != 0, out
-  steps = _checkpoint_steps(workdir)
+  steps = checkpointing.complete_steps(workdir)
   assert steps and max(steps) < 24, (steps, out)
   log = (workdir / "corrjax.log").read_text()
   if sig == signal.SIGINT:
@@ -151,7 +146,8 @@ def test_diverging_run_stops_with_a_clear_error(tmp_path):
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("corrjax: error: non-finite") and "loss" in last
-  assert _checkpoint_steps(tmp_path) == []  # Nothing non-finite was saved.
+  # Nothing non-finite was saved.
+  assert checkpointing.complete_steps(tmp_path) == []
 
 
 def test_misspelled_config_key_is_rejected(tmp_path):

@@ -32,8 +32,7 @@ class Encoder:
 
 def trunk_encoder(*, arch: str, width: int, padding_mode: str,
                   strides: Sequence[int] = (1, 2, 1, 1), num_stages: int = 3,
-                  normalization_name: str = "imagenet", **resnet_kwargs
-                  ) -> Encoder:
+                  normalization_name: str = "imagenet") -> Encoder:
   """A ResNet trunk read at stage `num_stages` (the CRW protocol).
 
   The protocol drops layer4 and reads layer3 at stride 8 (videowalk
@@ -42,8 +41,7 @@ def trunk_encoder(*, arch: str, width: int, padding_mode: str,
   "batch_stats"} (unused layer4 weights may be present).
   """
   model = resnet.make_resnet(arch, width=width, strides=tuple(strides),
-                             padding_mode=padding_mode, num_stages=num_stages,
-                             **resnet_kwargs)
+                             padding_mode=padding_mode, num_stages=num_stages)
 
   def apply(variables, frames):
     x = normalization.normalize(frames, name=normalization_name)

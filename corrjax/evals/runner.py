@@ -48,8 +48,7 @@ def format_table(rows: dict[str, dict]) -> str:
 def results_folder(bench, label: str, step: int | None) -> str:
   """`<label>[_step<n>]-<hash>`: the hash covers protocol and reader."""
   proto = protocol_lib.Propagation.from_config(bench)
-  reader = {k: bench[k].to_dict() if hasattr(bench[k], "to_dict") else
-            bench[k] for k in _RESULT_KEYS if k in bench}
+  reader = {k: v for k, v in bench.to_dict().items() if k in _RESULT_KEYS}
   if label == "trained" and step is not None:
     name = f"step_{step}"
   elif label == "random_init" or step is None:
@@ -70,9 +69,9 @@ def _point_latest(bench_dir: str, folder: str) -> None:
       f.write(folder + "\n")
 
 
-def _score(name: str, bench, videos, net, out_dir: str, log) -> dict:
+def _score(name: str, bench, proto, videos, net, out_dir: str, log
+           ) -> dict:
   """One network on one benchmark: {'table': row, 'result': raw result}."""
-  proto = protocol_lib.Propagation.from_config(bench)
   source = bench.source
   if source in ("jhmdb", "vip") and net.features is None:
     raise ValueError(f"{name}: network {net.label!r} has no features for "
@@ -132,11 +131,9 @@ def evaluate(evals, networks_for: Callable[[str], Sequence[
       os.makedirs(out_dir, exist_ok=True)
       with open(os.path.join(out_dir, "protocol.json"), "w") as f:
         json.dump({"benchmark": name, "network": net.label, "step": step,
-                   **{k: (bench[k].to_dict() if hasattr(bench[k], "to_dict")
-                          else bench[k]) for k in bench}}, f, indent=2,
-                  default=str)
+                   **bench.to_dict()}, f, indent=2, default=str)
       log(f"{name} / {net.label}: results in {out_dir}")
-      scored = _score(name, bench, videos, net, out_dir, log)
+      scored = _score(name, bench, proto, videos, net, out_dir, log)
       scored["folder"] = out_dir
       with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(scored["table"], f, indent=2)
@@ -157,8 +154,7 @@ def _write_summaries(writer, bench: str, label: str, scored: dict,
                      step: int) -> None:
   writer.write_scalars(step, {f"eval/{bench}/{label}/{k}": v
                               for k, v in scored["table"].items()})
-  overlays = scored["result"].get("overlays") if isinstance(
-      scored["result"], dict) else None
+  overlays = scored["result"].get("overlays")
   if overlays and os.path.isfile(overlays[0]):
     with Image.open(overlays[0]) as image:
       picture = np.asarray(image.convert("RGB"))
