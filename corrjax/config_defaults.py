@@ -106,6 +106,9 @@ def vos_eval(**overrides) -> mlc.ConfigDict:
       synthetic=synthetic_videos(seed=2, num_videos=8, num_frames=16,
                                  size=128),
       topk=10, radius=12.0, context=20, temperature=0.05, crop_size=-1,
+      # 'liir': LIIR/MAST's inference (evals/window_propagation.py) with
+      # these three entries instead of topk, radius, context, temperature.
+      protocol="crw", window=14, compact_threshold=0.1, foreground_boost=1.05,
       batch_size=8,  # Frames per feature-extraction call.
       # 'auto': the method's own mask predictor when it has one (Mask-VOS),
       # else label propagation; 'propagation': always label propagation.

@@ -14,7 +14,9 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
 
   'multistep' is torch's MultiStepLR stepped once per iteration (CRW,
   videowalk `code/train.py:159-161`): the update of step s uses
-  lr * gamma ** (number of `config.milestones` <= s).
+  lr * gamma ** (number of `config.milestones` <= s). A non-empty
+  `config.factors` replaces gamma: the factor of the base lr from each
+  milestone on (LIIR's momentum run, `main_dis.py:273-287`: .9, .75, ...).
   """
   lr, warmup = config.learning_rate, config.warmup_steps
   if config.schedule == "constant":
@@ -22,8 +24,15 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
   elif config.schedule == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
   elif config.schedule == "multistep":
+    factors = tuple(config.get("factors", ()))
+    scales = [config.gamma] * len(config.milestones)
+    if factors:
+      if len(factors) != len(config.milestones):
+        raise ValueError(f"optim.factors has {len(factors)} factors for "
+                         f"{len(config.milestones)} milestones.")
+      scales = [f / p for f, p in zip(factors, (1.0,) + factors[:-1])]
     main = optax.piecewise_constant_schedule(
-        lr, {int(m) - warmup: config.gamma for m in config.milestones})
+        lr, {int(m) - warmup: s for m, s in zip(config.milestones, scales)})
   else:
     raise ValueError(f"Unknown optim.schedule {config.schedule!r}; "
                      "expected 'constant', 'cosine' or 'multistep'.")

@@ -25,9 +25,12 @@ class Encoder:
       float32 [B, ceil(H / stride), ceil(W / stride), C], L2-normalised
       per cell. Input normalisation (RGB statistics, Lab, ...) is inside.
     stride: pixels per feature cell.
+    raw_apply: optional, `apply` before the L2 normalisation, for
+      protocols on raw dot products (LIIR's); None: they use `apply`.
   """
   apply: Callable[[Any, jax.Array], jax.Array]
   stride: int
+  raw_apply: Callable[[Any, jax.Array], jax.Array] | None = None
 
 
 def trunk_encoder(*, arch: str, width: int, padding_mode: str,

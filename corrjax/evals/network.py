@@ -28,11 +28,15 @@ class Network:
     predict_masks: optional fn(frames uint8 [T, H, W, 3], first mask int
       [H, W], protocol) -> int32 [T, H, W] ids, replacing label propagation
       on VOS benchmarks.
+    raw_features: optional, as `features` before L2 normalisation: what
+      protocols on raw dot products read (LIIR's, evals/vos.py); None:
+      they read `features`.
   """
   label: str
   features: Callable[[np.ndarray], np.ndarray] | None
   stride: int
   predict_masks: Callable[..., np.ndarray] | None = None
+  raw_features: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def from_encoder(label: str, encoder: features_lib.Encoder, variables: Any,
@@ -40,10 +44,15 @@ def from_encoder(label: str, encoder: features_lib.Encoder, variables: Any,
                  predict_masks: Callable[..., np.ndarray] | None = None
                  ) -> Network:
   """The Network of an Encoder with its variables."""
+  raw = None
+  if encoder.raw_apply is not None:
+    raw = features_lib.frame_features(
+        features_lib.Encoder(apply=encoder.raw_apply, stride=encoder.stride),
+        variables, batch_size)
   return Network(label=label, stride=encoder.stride,
                  features=features_lib.frame_features(encoder, variables,
                                                       batch_size),
-                 predict_masks=predict_masks)
+                 predict_masks=predict_masks, raw_features=raw)
 
 
 def fuse(label: str, networks: Sequence[Network],

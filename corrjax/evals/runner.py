@@ -73,6 +73,9 @@ def _score(name: str, bench, proto, videos, net, out_dir: str, log
            ) -> dict:
   """One network on one benchmark: {'table': row, 'result': raw result}."""
   source = bench.source
+  if source in ("jhmdb", "vip") and proto.kind != "crw":
+    raise ValueError(f"{name}: protocol {proto.kind!r} is for VOS "
+                     f"benchmarks; {source} uses 'crw'.")
   if source in ("jhmdb", "vip") and net.features is None:
     raise ValueError(f"{name}: network {net.label!r} has no features for "
                      f"{source} (label propagation).")

@@ -27,6 +27,7 @@ from corrjax.evals import davis_metrics
 from corrjax.evals import label_propagation
 from corrjax.evals import labels as labels_lib
 from corrjax.evals import visualize
+from corrjax.evals import window_propagation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +130,9 @@ def _saved_prediction(out_dir: str, video: Video,
 
 
 def predict(network, video: Video, protocol, log=None) -> np.ndarray:
-  """int32 [T, H, W]: the network's own predictor, else label propagation."""
+  """int32 [T, H, W]: the network's own predictor, else label propagation
+  (`protocol.kind` 'crw': `predict_video`; 'liir':
+  window_propagation.predict_video on the raw features)."""
   if network.predict_masks is not None:
     pred = np.asarray(network.predict_masks(video.frames, video.masks[0],
                                             protocol), np.int32)
@@ -140,6 +143,12 @@ def predict(network, video: Video, protocol, log=None) -> np.ndarray:
   if network.features is None:
     raise ValueError(f"network {network.label!r} has neither features nor "
                      "a mask predictor.")
+  if protocol.kind == "liir":
+    return window_propagation.predict_video(
+        video, network.raw_features or network.features,
+        window=protocol.window, compact_threshold=protocol.compact_threshold,
+        foreground_boost=protocol.foreground_boost,
+        crop_size=protocol.crop_size, stride=network.stride, log=log)
   return predict_video(video, network.features, stride=network.stride,
                        log=log, **protocol.as_dict())
 

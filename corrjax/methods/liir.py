@@ -27,9 +27,12 @@ State: params {"encoder", "pos_embed", "post_convolution",
 "queue": {"feats" [N, h8, w8, C8], "ids" int32 [N] (-1 empty), "ptr",
 "count" (enqueues so far)}}.
 
+Switches (config.liir): `inter_video` (L8 and its queue, the reference's
+`--usemomen`), `compactness` (L_compact, `--compact`), `position_shift`;
+`position_embedding` is the model's `use_pe`.
+
 Not reproduced: per-GPU min_len (here over the global batch, see
-losses/liir_inter.py); the momentum run's LR factors (0.9, 0.75, ...;
-`main_dis.py:270-301`), which optim's 'multistep' cannot express.
+losses/liir_inter.py).
 """
 
 import functools
@@ -183,8 +186,10 @@ def bind_train_step(config: ml_collections.ConfigDict, *,
     raise ValueError(f"liir.momentum={c.momentum} must be in [0, 1).")
   return functools.partial(
       train_step, model=model, tx=tx, schedule=schedule, momentum=c.momentum,
-      position_shift=c.position_shift, inter_weight=c.inter_weight,
-      compact_weight=c.compact_weight, equalize=c.equalize)
+      position_shift=c.position_shift,
+      inter_weight=c.inter_weight if c.inter_video else 0.0,
+      compact_weight=c.compact_weight if c.compactness else 0.0,
+      equalize=c.equalize)
 
 
 def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
@@ -222,23 +227,25 @@ def encoder_from_variables(variables: dict, *, pad_divisible: int = 4
   frames, RGB / 255 -> Lab (data/frame_pairs.py `rgb_to_lab`) normalised by
   (50, 0, 0), (50, 127, 127), zero-padded at the bottom and right to a
   multiple of 4; trunk (BN running statistics, position embedding resized
-  to the frame) -> post_convolution, 64-d. LIIR's own protocol uses raw dot
-  products; for the CRW protocol (cosine affinities) the cells are
-  L2-normalised here.
+  to the frame) -> post_convolution, 64-d. `raw_apply` gives them as they
+  are (LIIR's own protocol takes raw dot products); `apply` L2-normalises
+  the cells (the CRW protocol's cosine affinities).
   """
   model = _model_from_variables(variables)
 
-  def apply(variables, frames):
+  def raw_apply(variables, frames):
     x = frame_pairs.rgb_to_lab(frames.astype(jnp.float32) / 255.0, xp=jnp)
     x = (x - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
     h, w = x.shape[1:3]
     x = jnp.pad(x, ((0, 0), (0, (-h) % pad_divisible),
                     (0, (-w) % pad_divisible), (0, 0)))
-    out = model.apply(variables, x, method=lambda m, x: m.post_convolution(
+    return model.apply(variables, x, method=lambda m, x: m.post_convolution(
         m.trunk(x, train=False)))
-    return l2norm.l2_normalize(out)
 
-  return features_lib.Encoder(apply=apply, stride=4)
+  def apply(variables, frames):
+    return l2norm.l2_normalize(raw_apply(variables, frames))
+
+  return features_lib.Encoder(apply=apply, stride=4, raw_apply=raw_apply)
 
 
 def encoder(config: ml_collections.ConfigDict) -> features_lib.Encoder:
@@ -249,7 +256,10 @@ def encoder(config: ml_collections.ConfigDict) -> features_lib.Encoder:
   def apply(variables, frames):
     return encoder_from_variables(variables).apply(variables, frames)
 
-  return features_lib.Encoder(apply=apply, stride=4)
+  def raw_apply(variables, frames):
+    return encoder_from_variables(variables).raw_apply(variables, frames)
+
+  return features_lib.Encoder(apply=apply, stride=4, raw_apply=raw_apply)
 
 
 def encoder_variables(tree: dict) -> dict:
