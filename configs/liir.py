@@ -99,17 +99,18 @@ def get_config(arg=None):
         55_000, 85_000, 135_000, 175_000, 250_000, 300_000))
   if arg.davis2016:
     # The 30 DAVIS-2016 train sequences (240p) of $CORRJAX_DATA, scored on
-    # the 20 val ones; sized for 2 CPU cores: a half-width net on 128 px
-    # pairs, batch 8, queue of 64 (as configs/fc.py:davis2016).
-    _set_model(c, width=32, widths=(32, 64, 128, 128), pe_size=(64, 64),
+    # the 20 val ones; sized for 2 shared CPU cores (~4 s a step): a
+    # quarter-width net on 128 px pairs, batch 8, queue of 64 (as
+    # configs/fc.py:davis2016).
+    _set_model(c, width=16, widths=(16, 32, 64, 64), pe_size=(64, 64),
                match_dim=64, semantic_dim=64)
     c.data.update(pattern="JPEGImages/240p/*/*.jpg", size=128, batch_size=8,
                   pairs_per_epoch=0, num_threads=2, prefetch=2)
     c.liir.queue_size = 64
     c.optim.milestones = ()
-    c.total_steps = 300
+    c.total_steps = 200
     c.log_every_steps = 10
-    c.checkpoint_every_steps = 100
+    c.checkpoint_every_steps = 50
     c.evals = cd.evals(davis=cd.vos_eval(source="davis", crop_size=320))
   if arg.smoke:
     _set_model(c, width=4, widths=(4, 8, 8, 8), pe_size=(32, 32),
