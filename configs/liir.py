@@ -32,7 +32,8 @@ on the inter-video side:
 
   python -m corrjax.main --config=configs/liir.py \
       --config.data.root=/data/youtube-vos/train_all_frames/JPEGImages \
-      --config.evals.davis.root=/data/DAVIS
+      --config.evals.davis.root=/data/DAVIS \
+      --config.evals.davis_liir.root=/data/DAVIS
   python -m corrjax.main --config=configs/liir.py:smoke
 
   # CPU-sized run on the DAVIS-2016 train frames of $CORRJAX_DATA:
@@ -82,7 +83,9 @@ def get_config(arg=None):
   _set_model(c, width=64, widths=(64, 128, 256, 256), pe_size=(128, 128),
              match_dim=64, semantic_dim=128)
   c.data = frame_pairs.pair_data(batch_size=_BATCH)
-  c.evals = cd.evals(davis=cd.vos_eval(source="davis"))
+  # The CRW protocol and LIIR's own (evals/window_propagation.py).
+  c.evals = cd.evals(davis=cd.vos_eval(source="davis"),
+                     davis_liir=cd.vos_eval(source="davis", protocol="liir"))
   if arg.stage2:
     # README run (2): --usemomen --compact --lr 1e-4 --epochs 5 --pretrain
     # run (1). Loading copies conv_semantic into conv_semantic_k and starts
@@ -111,7 +114,10 @@ def get_config(arg=None):
     c.total_steps = 200
     c.log_every_steps = 10
     c.checkpoint_every_steps = 50
-    c.evals = cd.evals(davis=cd.vos_eval(source="davis", crop_size=320))
+    c.evals = cd.evals(
+        davis=cd.vos_eval(source="davis", crop_size=320),
+        davis_liir=cd.vos_eval(source="davis", crop_size=320,
+                               protocol="liir"))
   if arg.smoke:
     _set_model(c, width=4, widths=(4, 8, 8, 8), pe_size=(32, 32),
                match_dim=8, semantic_dim=8)

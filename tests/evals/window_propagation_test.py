@@ -112,7 +112,7 @@ def test_matches_the_reference(compact):
   want_soft, want_maps = _reference(feats, first, k, r, compact)
   soft, maps = wp.propagate(
       feats, first, k, window=r, compact_threshold=0.1 if compact else 1.0,
-      foreground_boost=1.05 if compact else 1.0)
+      foreground_boost=1.05 if compact else 1.0, tile=4)  # 2 x 2 blocks.
   np.testing.assert_allclose(soft, want_soft, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(maps, want_maps)
   if compact:  # G replaced some probabilities, not all.
@@ -136,13 +136,14 @@ def test_gaussian_replaces_a_sharp_peak():
   probs = np.zeros((1, 1, 1, 9), np.float32)
   probs[..., 7] = 0.9  # (dy, dx) = (2, 1) of a 3 x 3 window.
   probs[..., 4] = 0.1
-  out = np.asarray(wp._compact(probs, 1, 0.1))[0, 0, 0].reshape(3, 3)
+  inside = np.ones(9, bool)
+  out = np.asarray(wp._compact(probs, inside, 3, 0.1))[0, 0, 0].reshape(3, 3)
   w = np.exp([0.9, 0.1]) / np.exp([0.9, 0.1]).sum()
   yy, xx = np.mgrid[:3, :3]
   want = sum(wi * np.exp(-4 * math.log(2) * ((xx - cx) ** 2 + (yy - cy) ** 2))
              for wi, (cy, cx) in zip(w, [(2, 1), (1, 1)]))
   np.testing.assert_allclose(out, want, rtol=1e-6)
-  kept = np.asarray(wp._compact(probs, 1, 0.95))
+  kept = np.asarray(wp._compact(probs, inside, 3, 0.95))
   np.testing.assert_array_equal(kept, probs)
 
 

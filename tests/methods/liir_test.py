@@ -11,6 +11,7 @@ import pytest
 from corrjax import optim
 from corrjax.data import frame_pairs
 from corrjax.evals import features
+from corrjax.evals import network
 from corrjax.methods import liir as liir_method
 
 
@@ -72,6 +73,33 @@ def test_encoder_pads_and_encodes_lab_frames(repo_root):
   np.testing.assert_allclose(lab32, lab64, atol=1e-3)
   lab = (lab32 - frame_pairs.LAB_MEAN) / frame_pairs.LAB_STD
   padded = np.pad(lab, ((0, 0), (0, 2), (0, 2), (0, 0)))
-  want = np.array(model.apply(variables, padded)["match"])
-  want /= np.linalg.norm(want, axis=-1, keepdims=True)  # CRW protocol.
+  raw = np.array(model.apply(variables, padded)["match"])
+  want = raw / np.linalg.norm(raw, axis=-1, keepdims=True)  # CRW protocol.
   np.testing.assert_allclose(out, want, atol=1e-5)
+  # LIIR's protocol reads the raw dot products (Network.raw_features).
+  net = network.from_encoder("n", encoder, variables, batch_size=2)
+  np.testing.assert_allclose(net.raw_features(frames), raw, atol=1e-5)
+
+
+def test_ablation_switches_and_momentum_run_factors(repo_root):
+  config = _config(repo_root, "davis2016")
+  assert config.data.pattern == "JPEGImages/240p/*/*.jpg"
+  assert config.evals.davis_liir.protocol == "liir"
+  assert config.model.use_pe
+  config.liir.position_embedding = False  # The model follows (a reference).
+  assert not liir_method.build_model(config).use_pe
+  config.liir.update(inter_video=False, compactness=False)
+  step = liir_method.bind_train_step(config, model=None, tx=None,
+                                     schedule=None)
+  assert (step.keywords["inter_weight"], step.keywords["compact_weight"]) == (
+      0.0, 0.0)
+  # main_dis.py:273-287: x(1, .9, .75, .5, .25, .125, .0625) after 55k,
+  # 85k, 135k, 175k, 250k, 300k samples, i.e. from 0-based step
+  # floor(T / 12) + 1.
+  config = _config(repo_root, "stage2")
+  _, schedule = optim.make_optimizer(config.optim, config.total_steps)
+  for samples, factor in [(0, 1), (55_000, 1), (55_012, .9), (85_012, .75),
+                          (135_012, .5), (175_012, .25), (250_012, .125),
+                          (300_000, .125), (300_012, .0625)]:
+    np.testing.assert_allclose(schedule(samples // 12), 1e-4 * factor,
+                               rtol=1e-6, err_msg=str(samples))
