@@ -180,3 +180,22 @@ def test_vos_uses_the_raw_features_under_the_liir_protocol():
   np.testing.assert_array_equal(got, np.concatenate([masks[:1], want[1:]]))
   summary = vos.evaluate([video], net, proto, log=lambda s: None)
   assert 0 <= summary["global"]["J&F-Mean"] <= 1
+
+
+def test_a_sharp_self_match_copies_the_labels():
+  # Frame 1 equals frame 0 and every cell has its own large feature: each
+  # query matches itself alone, so it receives its own label. (Later frames
+  # read their references' labels back as `[::4, ::4]` of the bilinearly
+  # upsampled map, `colorizer_momen.py:90`, which mixes in the cells above
+  # and to the left: convex top-left corners erode by a cell per frame, as
+  # in the reference.)
+  rng = np.random.default_rng(3)
+  cells = rng.normal(size=(6, 8, 16)).astype(np.float32) * 4
+  feats = np.repeat(cells[None], 2, 0)
+  first = np.zeros((24, 32), np.int64)
+  first[4:16, 8:24] = 1
+  first[16:, :8] = 2
+  onehot = np.eye(3, dtype=np.float32)[first[::4, ::4]]
+  soft, _ = wp.propagate(feats, first, 3, window=3, compact_threshold=1.0,
+                         foreground_boost=1.0)
+  np.testing.assert_allclose(soft[0], onehot, atol=1e-6)
