@@ -190,7 +190,7 @@ def test_a_sharp_self_match_copies_the_labels():
   # and to the left: convex top-left corners erode by a cell per frame, as
   # in the reference.)
   rng = np.random.default_rng(3)
-  cells = rng.normal(size=(6, 8, 16)).astype(np.float32) * 4
+  cells = rng.normal(size=(6, 8, 16)).astype(np.float32) * 8
   feats = np.repeat(cells[None], 2, 0)
   first = np.zeros((24, 32), np.int64)
   first[4:16, 8:24] = 1
