@@ -181,8 +181,9 @@ def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
 
 def initial_tree(config: ml_collections.ConfigDict) -> dict:
   """E, V and D as initialised by `config.seed` (a plain tree)."""
-  state = init_state(jax.random.key(config.seed), model=build_model(config),
-                     tx=optax.identity(), config=config)
+  init = functools.partial(init_state, model=build_model(config),
+                           tx=optax.identity(), config=config)
+  state = jax.jit(init)(jax.random.key(config.seed))
   return {"params": jax.device_get(state.params),
           "batch_stats": jax.device_get(state.batch_stats)}
 

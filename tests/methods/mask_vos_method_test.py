@@ -90,3 +90,21 @@ def test_crop_size_must_be_a_multiple_of_8(repo_root):
   config.data.crop_size = 36
   with pytest.raises(ValueError, match="multiple of 8"):
     mask_vos.bind_train_step(config, model=None, tx=None, schedule=None)
+
+
+@pytest.mark.parametrize("arg", ["", "arch=resnet50", "davis2016", "smoke"])
+def test_configs_expose_the_papers_knobs(repo_root, arg):
+  spec = f"{repo_root}/configs/mask_vos.py" + (f":{arg}" if arg else "")
+  c = config_defaults.load(spec)
+  assert c.model.arch == ("resnet50" if "50" in arg else "resnet18")
+  for name in ("seg_weight", "short_weight", "long_weight", "temperature"):
+    assert name in c.loss
+  assert c.data.num_refs == 2 and c.data.long_gap == 5  # N, |t - t'|.
+  assert c.inference.rounds == 2  # R.
+  assert c.clustering.max_fraction == 0.4
+  assert c.data.num_objects <= c.clustering.num_clusters
+  if not arg or "50" in arg:
+    assert (c.clustering.num_clusters, c.clustering.num_steps) == (5, 100)
+    assert (c.loss.short_weight, c.loss.long_weight) == (0.1, 0.5)
+    assert c.schedule.corr_steps == 300 * 217
+    assert c.schedule.recluster_every == 10 * 217

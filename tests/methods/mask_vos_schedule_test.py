@@ -110,13 +110,15 @@ def test_correspondence_phase_leaves_v_and_d_unchanged(reference):
   workdir, lines = reference
   _, tree = checkpointing.restore_tree(workdir, 1)
   init = mask_vos.initial_tree(_config())
+  # Same init up to the last float bit (train.py jits it with shardings);
+  # one Adam step moves every trained weight by ~lr = 1e-4.
   for part in ("mask_encoder", "decoder"):
     for a, b in zip(jax.tree_util.tree_leaves(init["params"][part]),
                     jax.tree_util.tree_leaves(tree["params"][part])):
-      np.testing.assert_array_equal(a, b)
-  key = ("encoder", "key", "kernel")
-  assert not np.allclose(init["params"][key[0]][key[1]][key[2]],
-                         tree["params"][key[0]][key[1]][key[2]])
+      np.testing.assert_allclose(a, b, atol=1e-6)
+  moved = np.abs(init["params"]["encoder"]["key"]["kernel"] -
+                 tree["params"]["encoder"]["key"]["kernel"])
+  assert moved.max() > 1e-5
   assert any(l.startswith("step 1/1 ") for l in lines)
 
 
