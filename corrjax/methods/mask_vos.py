@@ -28,6 +28,7 @@ benchmarks, or E alone by label propagation (`encoder`; a benchmark with
 `predictor='propagation'`).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -41,6 +42,7 @@ from corrjax.data import mask_vos_clips
 from corrjax.data import normalization
 from corrjax.losses import mask_vos as losses
 from corrjax.evals import features as features_lib
+from corrjax.evals import labels as labels_lib
 from corrjax.methods import mask_vos_rounds
 from corrjax.models import mask_vos
 from corrjax.models import mask_vos_inference
@@ -233,16 +235,30 @@ def mask_predictor(config: ml_collections.ConfigDict, tree: dict):
   """Alg. 1 as a VOS predictor: frames uint8 [T, H, W, 3], first mask int
   [H, W] (ids 0..O, 255 void) -> int32 [T, H, W] ids.
 
-  Frames are normalised and zero-padded at the bottom and right to a
-  multiple of 8; references are frame 0 and the `protocol.context` previous
-  frames; `config.inference.rounds` rounds of refinement
-  (models/mask_vos_inference.py).
+  With `protocol.crop_size` > 0, frames are resized to that square as the
+  propagation path resizes them (evals/labels.resize_frames; the first mask
+  nearest) and the predicted ids are resized back (nearest). Frames are
+  normalised and zero-padded at the bottom and right to a multiple of 8;
+  references are frame 0 and the `protocol.context` previous frames;
+  `config.inference.rounds` rounds of refinement
+  (models/mask_vos_inference.py). Memory: the affinity is [21 h w, h w]
+  floats per frame (3.5 GB at native 480p, 0.2 GB at 320 x 320).
   """
   model = build_model(config)
   variables = encoder_variables(tree)
   name = config.data.normalization
 
   def predict(frames: np.ndarray, first_mask: np.ndarray, protocol):
+    size = protocol.crop_size
+    if size > 0:
+      height, width = frames.shape[1:3]
+      ids = predict(labels_lib.resize_frames(frames, size, size),
+                    labels_lib.resize_nearest(first_mask, size, size),
+                    dataclasses.replace(protocol, crop_size=-1))
+      ids = np.stack([labels_lib.resize_nearest(i, height, width)
+                      for i in ids])
+      ids[0] = first_mask
+      return ids
     t, h, w = frames.shape[:3]
     first = np.where(first_mask == 255, 0, first_mask).astype(np.int32)
     num_objects = int(first.max())

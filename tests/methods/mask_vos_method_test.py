@@ -1,6 +1,7 @@
 """Mask-VOS method: the smoke config's step on 1 and 4 fake CPU devices,
 Eq. 16's weights (the correspondence-only phase: mask_vos_schedule_test)."""
 
+import dataclasses
 import functools
 
 import chex
@@ -12,6 +13,7 @@ from corrjax import config_defaults
 from corrjax import optim
 from corrjax import sharding
 from corrjax import train
+from corrjax.evals import protocol as protocol_lib
 from corrjax.methods import mask_vos
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -108,3 +110,21 @@ def test_configs_expose_the_papers_knobs(repo_root, arg):
     assert (c.loss.short_weight, c.loss.long_weight) == (0.1, 0.5)
     assert c.schedule.corr_steps == 300 * 217
     assert c.schedule.recluster_every == 10 * 217
+
+
+def test_mask_predictor_works_at_the_protocols_crop_size(repo_root):
+  config = config_defaults.load(f"{repo_root}/configs/mask_vos.py:smoke")
+  config.inference.rounds = 1
+  predict = mask_vos.mask_predictor(config, mask_vos.initial_tree(config))
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (3, 20, 44, 3), np.uint8)
+  first = np.zeros((20, 44), np.int32)
+  first[4:12, 8:30] = 1
+  first[0, 0] = 255
+  protocol = dataclasses.replace(
+      protocol_lib.Propagation.from_config(config.evals.synthetic),
+      crop_size=16, context=1)
+  ids = predict(frames, first, protocol)
+  assert ids.shape == (3, 20, 44) and ids.dtype == np.int32
+  np.testing.assert_array_equal(ids[0], first)
+  assert set(np.unique(ids[1:])) <= {0, 1}
