@@ -55,7 +55,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     networks.check_fusion(name, bench)  # Before hours of training.
   if config.get("fusion_note"):
     log(config.fusion_note)
-  state = train_lib.train(config, workdir, log=log, stop=stop)
+  schedule = getattr(methods.get(config.method), "train_schedule", None)
+  if schedule is not None:  # A method whose run is several train calls.
+    state = schedule(config, workdir, train=train_lib.train, log=log,
+                     stop=stop)
+  else:
+    state = train_lib.train(config, workdir, log=log, stop=stop)
   tree = networks.state_tree(state)
   return evaluate(config, tree, int(tree["step"]), workdir, log=log)
 

@@ -18,7 +18,11 @@ and optionally:
     int32 [T, H, W] ids, for methods that segment videos themselves (the
     VOS benchmarks call it instead of propagating labels);
   JOBS: {name: fn(config, workdir, *, log)}, offline jobs run by
-    `python -m corrjax.main --mode=<name>` (e.g. pseudo-labelling).
+    `python -m corrjax.main --mode=<name>` (e.g. pseudo-labelling);
+  train_schedule(config, workdir, *, train, log, stop) -> final state: a
+    run made of several `train` calls (corrjax.train.train, passed in),
+    e.g. phases with other losses and data between them (Mask-VOS's
+    clustering rounds); `--mode=train` calls it instead of `train`.
 
 docs/adding_a_method.md walks through adding one.
 """

@@ -1,8 +1,8 @@
-"""Mask-VOS training (DRAFT): mask embedding + correspondence, Eq. 16.
+"""Mask-VOS training: mask embedding + correspondence, Eq. 16.
 
 Li et al., CVPR 2023, §3 and §3.3. One step on a batch of videos:
 
-  L_seg (Eqs. 5-10): references r1, r2 with pseudo masks -> the query's
+  L_seg (Eqs. 5-10): N references (2) with pseudo masks -> the query's
     per-object logits (models.mask_vos.MaskVOSNet) -> soft aggregation ->
     CE against the query's pseudo mask;
   L_short (Eq. 12): successive frames t, t+1 and a random Phi
@@ -10,22 +10,25 @@ Li et al., CVPR 2023, §3 and §3.3. One step on a batch of videos:
   L_long (Eqs. 14-15): distant frames t, t' (|t - t'| >= 5):
     X'_t' = E(Phi(I_t')) gives o_k, X_t' = Phi(E(I_t')) is trained against
     E(I_t);
-  L = seg_weight L_seg + 0.1 L_short + 0.5 L_long (seg_weight 0 for the
-    paper's first 300 epochs of L_corr only, then 1).
+  L = seg_weight L_seg + 0.1 L_short + 0.5 L_long (seg_weight 0 in the
+    correspondence-only phase, where the L_seg forward is skipped).
 
 Phi is drawn per step from fold_in(state.rng, step). Keys are compared at
 the paper's temperature 1 by default (`config.loss.temperature`; the
 released code uses 0.05).
 
+Data (`make_batches`): data/mask_vos_clips.py, the batch of step s a pure
+function of (seed, s) and the pseudo masks of `config.data.masks_dir`.
+The whole schedule (`train_schedule`: correspondence-only phase, then
+clustering and full-loss rounds with re-clustering, resumable) and the
+offline job `JOBS["pseudo_labels"]` are in methods/mask_vos_rounds.py.
+
 Evaluation: `mask_predictor` (Alg. 1 with R refinement rounds) on the VOS
 benchmarks, or E alone by label propagation (`encoder`; a benchmark with
 `predictor='propagation'`).
-
-DRAFT status: `make_batches` serves synthetic videos whose ground-truth
-object masks stand in for pseudo masks; the pseudo-labelling job
-(ops.kmeans + data.pseudo_masks, re-run every 10 epochs) is not wired in.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -35,9 +38,12 @@ import numpy as np
 import optax
 
 from corrjax import train_state as train_state_lib
+from corrjax.data import mask_vos_clips
 from corrjax.data import normalization
 from corrjax.losses import mask_vos as losses
 from corrjax.evals import features as features_lib
+from corrjax.evals import labels as labels_lib
+from corrjax.methods import mask_vos_rounds
 from corrjax.models import mask_vos
 from corrjax.models import mask_vos_inference
 from corrjax.ops import view_warp
@@ -58,8 +64,9 @@ def init_state(rng: jax.Array, *, model: mask_vos.MaskVOSNet,
   """Weights from `rng`; shapes from a 1-video batch of the config's size."""
   init_rng, state_rng = jax.random.split(rng)
   s, o = config.data.crop_size, config.data.num_objects
-  variables = model.init(init_rng, jnp.zeros((1, 2, s, s, 3)),
-                         jnp.zeros((1, 2, o, s, s)), jnp.zeros((1, s, s, 3)))
+  n = config.data.num_refs
+  variables = model.init(init_rng, jnp.zeros((1, n, s, s, 3)),
+                         jnp.zeros((1, n, o, s, s)), jnp.zeros((1, s, s, 3)))
   params = variables["params"]
   return train_state_lib.TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
@@ -75,20 +82,25 @@ def losses_fn(params, batch_stats, batch, rng, *, model, temperature,
               seg_weight, short_weight, long_weight, normalization_name):
   """Eq. 16 and its terms; returns (loss, (terms, new batch_stats))."""
   norm = functools.partial(normalization.normalize, name=normalization_name)
-  seg_frames = norm(batch["seg_frames"])  # [B, 3, H, W, 3]: r1, r2, q.
   short, long_ = norm(batch["short_frames"]), norm(batch["long_frames"])
-  b, _, hh, ww = seg_frames.shape[:4]
-  o = batch["object_valid"].shape[1]
-  onehot = jax.nn.one_hot(batch["seg_masks"][:, :2], o + 1)[..., 1:]
-  ref_masks = jnp.moveaxis(onehot, -1, 2)  # [B, 2, O, H, W]
+  b, _, hh, ww = short.shape[:4]
   variables = {"params": params, "batch_stats": batch_stats}
-  out, updates = model.apply(variables, seg_frames[:, :2], ref_masks,
-                             seg_frames[:, 2], train=True,
-                             mutable=["batch_stats"])
-  seg, terms = losses.segmentation_loss(
-      object_logits=out["object_logits"], labels=batch["seg_masks"][:, 2],
-      object_valid=batch["object_valid"])
-  variables = {"params": params, "batch_stats": updates["batch_stats"]}
+  if seg_weight:
+    seg_frames = norm(batch["seg_frames"])  # [B, N+1, H, W, 3]: refs, q.
+    n = seg_frames.shape[1] - 1
+    o = batch["object_valid"].shape[1]
+    onehot = jax.nn.one_hot(batch["seg_masks"][:, :n], o + 1)[..., 1:]
+    ref_masks = jnp.moveaxis(onehot, -1, 2)  # [B, N, O, H, W]
+    out, updates = model.apply(variables, seg_frames[:, :n], ref_masks,
+                               seg_frames[:, n], train=True,
+                               mutable=["batch_stats"])
+    seg, terms = losses.segmentation_loss(
+        object_logits=out["object_logits"], labels=batch["seg_masks"][:, n],
+        object_valid=batch["object_valid"])
+    variables = {"params": params, "batch_stats": updates["batch_stats"]}
+  else:  # Correspondence-only phase: no L_seg forward (V, D unchanged).
+    seg = jnp.zeros((), jnp.float32)
+    terms = {"seg_loss": seg, "seg_acc": seg}
   short_rng, long_rng = jax.random.split(rng)
   # One train-mode pass over [Phi(I_t), I_t+1, Phi(I_t'), I_t', I_t].
   s_box, s_flip = view_warp.sample_phi(short_rng, b)
@@ -124,8 +136,8 @@ def train_step(state: train_state_lib.TrainState, batch: dict[str, jax.Array],
 
   Args:
     state: the train state.
-    batch: {"seg_frames": uint8 [B, 3, H, W, 3] (two references, then the
-      query), "seg_masks": int32 [B, 3, H, W] pseudo masks in [0, O],
+    batch: {"seg_frames": uint8 [B, N+1, H, W, 3] (N references, then the
+      query), "seg_masks": int32 [B, N+1, H, W] pseudo masks in [0, O],
       "object_valid": bool [B, O], "short_frames": uint8 [B, 2, H, W, 3]
       (t, t+1), "long_frames": uint8 [B, 2, H, W, 3] (t, t')}.
     model, tx, schedule: network, optimiser, learning-rate schedule.
@@ -164,60 +176,38 @@ def bind_train_step(config: ml_collections.ConfigDict, *,
       normalization_name=config.data.normalization)
 
 
-class _SyntheticSource:
-  """Moving coloured squares; their masks stand in for pseudo masks."""
-
-  bad_frames = frozenset()
-
-  def __init__(self, config, seed):
-    self.c, self.rng = config, np.random.default_rng(seed)
-
-  def video(self):
-    c, rng = self.c, self.rng
-    t, s, o = c.num_frames, c.crop_size, c.num_objects
-    frames = np.tile(rng.integers(0, 256, (1, 1, 1, 3)), (t, s, s, 1))
-    masks = np.zeros((t, s, s), np.int32)
-    for k in range(1, o + 1):
-      size = int(rng.integers(s // 6, s // 3))
-      y, x = rng.integers(0, s - size, 2)
-      vy, vx = rng.integers(-2, 3, 2)
-      colour = rng.integers(0, 256, 3)
-      for i in range(t):
-        yi = int(np.clip(y + vy * i, 0, s - size))
-        xi = int(np.clip(x + vx * i, 0, s - size))
-        frames[i, yi:yi + size, xi:xi + size] = colour
-        masks[i, yi:yi + size, xi:xi + size] = k
-    return frames.astype(np.uint8), masks
-
-  def example(self):
-    frames, masks = self.video()
-    t, rng = len(frames), self.rng
-    seg = np.sort(rng.choice(t, 3, replace=False))
-    short = int(rng.integers(0, t - 1))
-    gap = self.c.long_gap
-    first = int(rng.integers(0, t - gap))
-    far = int(rng.integers(first + gap, t))
-    return {"seg_frames": frames[seg], "seg_masks": masks[seg],
-            "object_valid": np.ones((self.c.num_objects,), bool),
-            "short_frames": frames[[short, short + 1]],
-            "long_frames": frames[[first, far]]}
-
-
 def make_batches(config: ml_collections.ConfigDict, *, start_step: int):
-  """Synthetic batches (DRAFT; see module docstring) and their source."""
-  d = config.data
-  if d.source != "synthetic":
-    raise NotImplementedError(
-        "methods/mask_vos.py draft: only data.source='synthetic'; real "
-        "videos need the pseudo-labelling job.")
-  source = _SyntheticSource(d, config.seed + start_step)
+  """This host's batches from `start_step` on (data/mask_vos_clips.py)."""
+  return mask_vos_clips.batches(config, start_step=start_step)
 
-  def batches():
-    for _ in range(start_step, config.total_steps):
-      examples = [source.example() for _ in range(d.batch_size)]
-      yield {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
-  return batches(), source
+def initial_tree(config: ml_collections.ConfigDict) -> dict:
+  """E, V and D as initialised by `config.seed` (a plain tree)."""
+  init = functools.partial(init_state, model=build_model(config),
+                           tx=optax.identity(), config=config)
+  state = jax.jit(init)(jax.random.key(config.seed))
+  return {"params": jax.device_get(state.params),
+          "batch_stats": jax.device_get(state.batch_stats)}
+
+
+def train_schedule(config: ml_collections.ConfigDict, workdir: str, *, train,
+                   log=print, stop=None):
+  """The whole run: phase 1, then clustering + full-loss rounds
+  (methods/mask_vos_rounds.train_schedule); `train` is corrjax.train.train.
+  """
+  return mask_vos_rounds.train_schedule(
+      config, workdir, train=train, model=build_model(config),
+      initial_tree=lambda: initial_tree(config), log=log, stop=stop)
+
+
+def _pseudo_labels(config: ml_collections.ConfigDict, workdir: str, *,
+                   log=print) -> dict:
+  return mask_vos_rounds.pseudo_labels_job(
+      config, workdir, model=build_model(config),
+      initial_tree=lambda: initial_tree(config), log=log)
+
+
+JOBS = {"pseudo_labels": _pseudo_labels}
 
 
 # The evaluation seam (methods/__init__.py).
@@ -245,16 +235,30 @@ def mask_predictor(config: ml_collections.ConfigDict, tree: dict):
   """Alg. 1 as a VOS predictor: frames uint8 [T, H, W, 3], first mask int
   [H, W] (ids 0..O, 255 void) -> int32 [T, H, W] ids.
 
-  Frames are normalised and zero-padded at the bottom and right to a
-  multiple of 8; references are frame 0 and the `protocol.context` previous
-  frames; `config.inference.rounds` rounds of refinement
-  (models/mask_vos_inference.py).
+  With `protocol.crop_size` > 0, frames are resized to that square as the
+  propagation path resizes them (evals/labels.resize_frames; the first mask
+  nearest) and the predicted ids are resized back (nearest). Frames are
+  normalised and zero-padded at the bottom and right to a multiple of 8;
+  references are frame 0 and the `protocol.context` previous frames;
+  `config.inference.rounds` rounds of refinement
+  (models/mask_vos_inference.py). Memory: the affinity is [21 h w, h w]
+  floats per frame (3.5 GB at native 480p, 0.2 GB at 320 x 320).
   """
   model = build_model(config)
   variables = encoder_variables(tree)
   name = config.data.normalization
 
   def predict(frames: np.ndarray, first_mask: np.ndarray, protocol):
+    size = protocol.crop_size
+    if size > 0:
+      height, width = frames.shape[1:3]
+      ids = predict(labels_lib.resize_frames(frames, size, size),
+                    labels_lib.resize_nearest(first_mask, size, size),
+                    dataclasses.replace(protocol, crop_size=-1))
+      ids = np.stack([labels_lib.resize_nearest(i, height, width)
+                      for i in ids])
+      ids[0] = first_mask
+      return ids
     t, h, w = frames.shape[:3]
     first = np.where(first_mask == 255, 0, first_mask).astype(np.int32)
     num_objects = int(first.max())
