@@ -83,7 +83,7 @@ def get_config(arg=None):
     c.log_every_steps = 10
     c.checkpoint_every_steps = 100
   if arg.smoke:
-    c.model.arch = "resnet18"
+    c.model.arch = "resnet10"
     c.model.width = 8
     c.model.projection_hidden_dim = c.model.prediction_hidden_dim = 16
     c.model.projection_dim = 8

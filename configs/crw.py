@@ -74,6 +74,7 @@ def get_config(arg=None):
     c.data.pattern = "JPEGImages/240p/*/*.jpg"
     c.data.frame_stride = 3
   if arg.smoke:
+    c.model.arch = "resnet10"
     c.model.width = 8
     c.model.embed_dim = 16
     c.data = cd.clip_data(

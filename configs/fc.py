@@ -60,6 +60,7 @@ def get_config(arg=None):
   if arg.demo or arg.smoke:
     _demo(c)
   if arg.smoke:
+    c.model.arch = "resnet10"
     c.model.width = 8
     c.model.projection_hidden_dim = c.model.prediction_hidden_dim = 16
     c.model.projection_dim = 8

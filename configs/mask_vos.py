@@ -85,7 +85,7 @@ def get_config(arg=None):
   if arg.davis2016:
     _davis2016(c)
   if arg.smoke:
-    c.model.update(width=4, key_dim=8, value_dim=16,
+    c.model.update(arch="resnet10", width=4, key_dim=8, value_dim=16,
                    decoder_widths=(16, 8, 8))
     c.data.update(source="synthetic", batch_size=4, crop_size=32,
                   num_objects=3, num_threads=2, prefetch=2,

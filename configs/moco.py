@@ -82,7 +82,7 @@ def get_config(arg=None):
     c.log_every_steps = 10
     c.checkpoint_every_steps = 100
   if arg.smoke:
-    c.model = cd.image_ssl_model("resnet18", width=8, projection_hidden_dim=16,
+    c.model = cd.image_ssl_model("resnet10", width=8, projection_hidden_dim=16,
                                  projection_dim=8)
     c.moco.queue_size = 16
     c.moco.bn_group_size = 4

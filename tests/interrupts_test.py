@@ -1,10 +1,10 @@
 """A run is never lost: signals at any moment, during a save, a closed pipe.
 
-In-process runs of `train.train` (one compile each, shared through JAX's
-persistent cache) with SIGINT/SIGTERM/SIGHUP sent to this process at chosen
-and at random moments; after each interruption the newest checkpoint is
-complete and resuming reaches exactly the parameters of an uninterrupted
-run. The closed-pipe case needs a real pipe, so it runs the CLI.
+In-process runs of `train.train` (one compile each, shared through the
+session's compilation cache, tests/conftest.py) with SIGINT/SIGTERM/SIGHUP
+sent to this process at chosen and at random moments; after each
+interruption the newest checkpoint is complete and resuming reaches exactly
+the parameters of an uninterrupted run. The closed-pipe case needs a real pipe, so it runs the CLI.
 """
 
 import os
@@ -27,21 +27,14 @@ from corrjax import interrupts
 from corrjax import memory_budget
 from corrjax import train
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
+# One worker runs the module, so its module-scoped reference run is made once
+# (`--dist loadgroup`, pyproject.toml).
+pytestmark = [pytest.mark.usefixtures("fast_compile"),
+              pytest.mark.xdist_group("interrupts")]
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
-
-
-@pytest.fixture(scope="module")
-def _compilation_cache(tmp_path_factory):
-  """Every run compiles the same step: compile it once."""
-  jax.config.update("jax_compilation_cache_dir",
-                    str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", None)
 
 
 def _config(every=2):
@@ -65,7 +58,7 @@ def _assert_same(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, _compilation_cache):
+def reference(tmp_path_factory):
   """Parameters of the uninterrupted run."""
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
   train.train(_config(), workdir, log=lambda m: None)

@@ -98,19 +98,27 @@ def test_smoke_from_another_folder_is_labelled_and_quiet(tmp_path):
   assert "step 4/4" in (workdir / "corrjax.log").read_text()
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The workdir of one uninterrupted resumable run, shared by the
+  interruption tests."""
+  reference = tmp_path_factory.mktemp("uninterrupted")
+  result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
+                "--config.checkpoint_every_steps=100")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert checkpointing.complete_steps(reference) == [24]
+  return reference
+
+
 @pytest.mark.slow
+@pytest.mark.xdist_group("cli_resume")  # One worker: one uninterrupted run.
 @pytest.mark.parametrize("sig,close_pipe", [
     (signal.SIGINT, True),  # Ctrl-C on `corrjax.main | tee log`.
     (None, True),  # The reader alone dies (`| head`): EPIPE stops the run.
     (signal.SIGKILL, False)])
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig,
-                                                        close_pipe):
-  reference = tmp_path / "uninterrupted"
-  result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
-                "--config.checkpoint_every_steps=100")
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert checkpointing.complete_steps(reference) == [24]
-
+                                                        close_pipe,
+                                                        uninterrupted):
   workdir = tmp_path / "interrupted"
   # SIGINT saves a checkpoint on the way out; after SIGKILL the last
   # completed periodic checkpoint (every 4 steps) is all there is.
@@ -135,7 +143,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig,
                  f"--config.checkpoint_every_steps={every}")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"resumed from step {max(steps)}" in resumed.stdout
-  _assert_trees_equal(_params(reference, 24), _params(workdir, 24))
+  _assert_trees_equal(_params(uninterrupted, 24), _params(workdir, 24))
 
 
 @pytest.mark.slow

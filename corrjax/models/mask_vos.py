@@ -41,6 +41,7 @@ from corrjax.models import resnet
 
 # Backbone layouts of §3.3: (strides, num_stages) per arch.
 LAYOUTS = {
+    "resnet10": ((1, 2, 1, 1), 4),  # ResNet-18's layout, one block a stage.
     "resnet18": ((1, 2, 1, 1), 4),
     "resnet50": ((1, 2, 1), 3),
 }

@@ -18,7 +18,10 @@ from corrjax import sharding
 from corrjax import train
 from corrjax.methods import liir as liir_method
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
+# One worker runs the module, so its module-scoped reference run is made once
+# (`--dist loadgroup`, pyproject.toml).
+pytestmark = [pytest.mark.usefixtures("fast_compile"),
+              pytest.mark.xdist_group("liir_sharded")]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -83,16 +86,7 @@ def test_four_devices_equal_one_device():
   assert np.asarray(four[-1].extra["queue"]["ids"]).shape == (8,)
 
 
-@pytest.fixture(scope="module")
-def _compilation_cache(tmp_path_factory):
-  jax.config.update("jax_compilation_cache_dir",
-                    str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", None)
-
-
-def test_killed_run_resumes_to_the_same_state(tmp_path, _compilation_cache):
+def test_killed_run_resumes_to_the_same_state(tmp_path):
   """Killed after step 3 and resumed: the state of the uninterrupted
   4-device run of `_runs` (same init, batches and compiled step)."""
   workdir = str(tmp_path / "run")

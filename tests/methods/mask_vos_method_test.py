@@ -98,7 +98,8 @@ def test_crop_size_must_be_a_multiple_of_8(repo_root):
 def test_configs_expose_the_papers_knobs(repo_root, arg):
   spec = f"{repo_root}/configs/mask_vos.py" + (f":{arg}" if arg else "")
   c = config_defaults.load(spec)
-  assert c.model.arch == ("resnet50" if "50" in arg else "resnet18")
+  assert c.model.arch == {"arch=resnet50": "resnet50",
+                          "smoke": "resnet10"}.get(arg, "resnet18")
   for name in ("seg_weight", "short_weight", "long_weight", "temperature"):
     assert name in c.loss
   assert c.data.num_refs == 2 and c.data.long_gap == 5  # N, |t - t'|.

@@ -1,7 +1,7 @@
 """Mask-VOS schedule in one run: phase 1, clustering rounds, resume.
 
 In-process `train_schedule` runs of the smoke network (one compile per
-phase, shared through JAX's persistent cache): each round's pseudo masks
+phase, shared through tests/conftest.py's compilation cache): each round's pseudo masks
 are clustered with E of the checkpoint that ends the previous round and
 saved beside the checkpoints; a run stopped inside a round, then killed in
 the middle of the next round's clustering, resumes to exactly the
@@ -25,21 +25,14 @@ from corrjax.data import pseudo_masks
 from corrjax.methods import mask_vos
 from corrjax.methods import mask_vos_rounds
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
+# One worker runs the module, so its module-scoped reference run is made once
+# (`--dist loadgroup`, pyproject.toml).
+pytestmark = [pytest.mark.usefixtures("fast_compile"),
+              pytest.mark.xdist_group("mask_vos_schedule")]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 STEPS = 5  # Phase 1: step 1; round 1: steps 2-3; round 2: steps 4-5.
-
-
-@pytest.fixture(scope="module")
-def _compilation_cache(tmp_path_factory):
-  """Rounds 1 and 2 compile the same step: compile it once."""
-  jax.config.update("jax_compilation_cache_dir",
-                    str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", None)
 
 
 def _config():
@@ -63,7 +56,7 @@ def _masks(workdir, k):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, _compilation_cache):
+def reference(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
   lines = []
   _run(workdir, log=lines.append)
