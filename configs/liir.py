@@ -43,7 +43,7 @@ def get_config(arg=None):
               log_every_steps=100, checkpoint_every_steps=5_000)
   c.model = dict(width=64, widths=(64, 128, 256, 256), strides=(1, 2, 1, 1),
                  pe_size=(128, 128), match_dim=64, semantic_dim=128,
-                 use_pe=True)
+                 use_pe=True, dtype="float32")  # Or 'bfloat16'.
   c.liir = dict(
       momentum=0.999,  # `--enc_mo`.
       queue_size=960,  # bsize 12 * factor 80 (`colorizer_momen.py:80`).
@@ -75,7 +75,7 @@ def get_config(arg=None):
   if arg.smoke:
     c.model = dict(width=4, widths=(4, 8, 8, 8), strides=(1, 2, 1, 1),
                    pe_size=(32, 32), match_dim=8, semantic_dim=8,
-                   use_pe=True)
+                   use_pe=True, dtype="float32")
     c.liir.queue_size = 8
     c.data = frame_pairs.pair_data(
         source="synthetic", size=64, batch_size=4, num_threads=2,

@@ -29,7 +29,8 @@ def get_config(arg=None):
               checkpoint_every_steps=5_000)
   c.model = mlc.ConfigDict(dict(arch=arg.arch, width=64, key_dim=128,
                                 value_dim=512,
-                                decoder_widths=(512, 256, 128)))
+                                decoder_widths=(512, 256, 128),
+                                dtype="float32"))  # Or 'bfloat16'.
   c.loss = mlc.ConfigDict(dict(temperature=1.0, seg_weight=1.0,
                                short_weight=0.1, long_weight=0.5))
   c.clustering = mlc.ConfigDict(dict(num_clusters=5, num_steps=100,
