@@ -98,7 +98,8 @@ def main(argv):
       raise
     sys.exit(f"corrjax: error: {_last_line(e)}")
   workdir = _WORKDIR.value or default_workdir(_config_flag_value())
-  if _MULTIHOST.value and not _initialize_distributed():
+  if _MULTIHOST.value and not _initialize_distributed(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value):
     # Process 0 prints, writes the log file, TensorBoard and evaluates.
     log = _SecondaryConsole(on_broken=stop.request)
   elif _MODE.value == "train" or os.path.isdir(workdir):
@@ -132,16 +133,17 @@ class _SecondaryConsole(console.Console):
     del message
 
 
-def _initialize_distributed() -> bool:
-  """jax.distributed.initialize from the flags; True on process 0.
+def _initialize_distributed(coordinator_address: str | None,
+                            num_processes: int | None,
+                            process_id: int | None) -> bool:
+  """jax.distributed.initialize with the flags' values; True on process 0.
 
   On CPU hosts the cross-process collectives are gloo's (the CPU backend
   has none by default); the setting does nothing on TPU or GPU.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  given = {"coordinator_address": _COORDINATOR.value,
-           "num_processes": _NUM_PROCESSES.value,
-           "process_id": _PROCESS_ID.value}
+  given = {"coordinator_address": coordinator_address,
+           "num_processes": num_processes, "process_id": process_id}
   kwargs = {k: v for k, v in given.items() if v is not None}
   if kwargs and len(kwargs) != 3:
     raise app.UsageError(

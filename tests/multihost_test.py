@@ -14,12 +14,14 @@ import subprocess
 import sys
 import time
 
+from absl import app
 import jax
 import numpy as np
 import pytest
 
 from corrjax import checkpointing
 from corrjax import config_defaults
+from corrjax import main
 from corrjax import train
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -107,3 +109,10 @@ def test_two_hosts_killed_and_resumed_match_one_host(tmp_path):
   for key in one:
     np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-5,
                                err_msg=key)
+
+
+def test_multihost_needs_all_three_flags_off_a_pod():
+  with pytest.raises(app.UsageError, match=r"needs all of.*got "
+                     r"--coordinator_address, --num_processes\."):
+    main._initialize_distributed(  # pylint: disable=protected-access
+        "127.0.0.1:1234", 2, None)
