@@ -81,8 +81,10 @@ def _train_config(args, method):
                           else "", batch_size=None, image_size=None,
                           width=None)
   config = train_step.load_config(ns)
-  if args.tiny:
-    config.data.batch_size = 4
+  if args.tiny:  # The smallest shapes: the test checks the script runs.
+    config.data.update(batch_size=4, crop_size=32)
+    if method == "crw":  # 2x2 patches of 16 px per frame.
+      config.data.update(patch_size=16, patch_stride=16)
   return config
 
 
