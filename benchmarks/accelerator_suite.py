@@ -8,6 +8,7 @@ Rows (each in its own child process, so each peak memory is its own):
              `bench_reference`), when <refs>/SFC is a checkout of
              Alxead/SFC;
   crw_f32    CRW train step at the paper config (20 clips x 4 x 49 patches);
+  crw_bf16   the same with config.model.dtype = 'bfloat16';
   crw_ref    videowalk's step, when <refs>/videowalk is a checkout of
              ajabri/videowalk (needs torchvision);
   davis_prop label propagation on DAVIS-2016 val (20 videos, 480p) with a
@@ -40,7 +41,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-ROWS = ("fc_f32", "fc_bf16", "fc_ref", "crw_f32", "crw_ref", "davis_prop")
+ROWS = ("fc_f32", "fc_bf16", "fc_ref", "crw_f32", "crw_bf16", "crw_ref",
+        "davis_prop")
 # Dense bf16 TFLOP/s by device kind (f32 rows use train_step.PEAKS, TF32).
 BF16_PEAKS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4),
               ("A100", 312.0))
@@ -59,6 +61,9 @@ def _parse_args(argv=None):
   p.add_argument("--warmup", type=int, default=3, help="untimed steps")
   p.add_argument("--rows", default=",".join(ROWS))
   p.add_argument("--row_timeout", type=int, default=300, help="seconds")
+  p.add_argument("--in_process", action="store_true",
+                 help="run the rows in this process, one after the other "
+                 "(no per-row peak memory; for the --tiny test)")
   p.add_argument("--row", help=argparse.SUPPRESS)  # Child: run one row.
   p.add_argument("--result", help=argparse.SUPPRESS)
   return p.parse_args(argv)
@@ -76,8 +81,10 @@ def _train_config(args, method):
                           else "", batch_size=None, image_size=None,
                           width=None)
   config = train_step.load_config(ns)
-  if args.tiny:
-    config.data.batch_size = 4
+  if args.tiny:  # The smallest shapes: the test checks the script runs.
+    config.data.update(batch_size=4, crop_size=32)
+    if method == "crw":  # 2x2 patches of 16 px per frame.
+      config.data.update(patch_size=16, patch_stride=16)
   return config
 
 
@@ -223,10 +230,9 @@ def run_row(args):
       tf.config.set_visible_devices([], "GPU")  # As corrjax.main does.
     except ImportError:
       pass
-  if name in ("fc_f32", "crw_f32"):
-    r = row_train(args, name.split("_")[0])
-  elif name == "fc_bf16":
-    r = row_train(args, "fc", bf16=True)
+  if name in ("fc_f32", "crw_f32", "fc_bf16", "crw_bf16"):
+    method, precision = name.split("_")
+    r = row_train(args, method, bf16=precision == "bf16")
   elif name in ("fc_ref", "crw_ref"):
     r = row_reference(args, name.split("_")[0])
   else:
@@ -251,8 +257,9 @@ def _child_args(args, row, result):
 def _skip_reason(args, row) -> str | None:
   """Why `row` cannot run here, found without starting a child."""
   from corrjax import config_defaults  # pylint: disable=g-import-not-at-top
-  if row == "fc_bf16":
-    config = config_defaults.load(os.path.join(REPO, "configs/fc.py"))
+  if row in ("fc_bf16", "crw_bf16"):
+    config = config_defaults.load(
+        os.path.join(REPO, f"configs/{row.split('_')[0]}.py"))
     if "dtype" not in config.model:
       return "config.model.dtype does not exist (float32 only)"
   if row in ("fc_ref", "crw_ref"):
@@ -287,6 +294,12 @@ def run_suite(args) -> dict:
         print(f"[{row}] skipped: {skip}", flush=True)
         continue
       print(f"[{row}] running...", flush=True)
+      if args.in_process:
+        run_row(argparse.Namespace(**dict(vars(args), row=row, result=path)))
+        with open(path) as f:
+          results[row] = dict(json.load(f),
+                              row_wall_s=time.perf_counter() - t0)
+        continue
       try:
         proc = subprocess.run(_child_args(args, row, path), env=env,
                               capture_output=True, text=True,

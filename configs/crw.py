@@ -53,7 +53,8 @@ def get_config(arg=None):
   c = cd.base(method="crw", total_steps=_EPOCHS * _STEPS_PER_EPOCH,
               log_every_steps=100, checkpoint_every_steps=5_000)
   c.model = dict(arch="resnet18", width=64, strides=(1, 2, 1, 1),
-                 padding_mode="reflect", head_depth=0, embed_dim=128)
+                 padding_mode="reflect", head_depth=0, embed_dim=128,
+                 dtype="float32")  # Compute dtype: or 'bfloat16'.
   c.walk = dict(temperature=0.05, edge_dropout=0.1,
                 flip=False)  # `--flip`: left-multiplied walks.
   c.optim = dict(frozen=(),  # Regexes of parameter paths kept fixed.

@@ -136,5 +136,5 @@ def get_config(arg=None):
 def _set_model(c, **sizes):
   """`c.model`: the stride-4 ResNet-18 of these sizes; `use_pe` follows
   `c.liir.position_embedding` (a reference, so overrides carry over)."""
-  c.model = dict(strides=(1, 2, 1, 1), **sizes)
+  c.model = dict(strides=(1, 2, 1, 1), dtype="float32", **sizes)  # Or bf16.
   c.model.use_pe = c.liir.get_ref("position_embedding")

@@ -46,7 +46,8 @@ def get_config(arg=None):
               checkpoint_every_steps=5 * e)
   c.model = mlc.ConfigDict(dict(arch=arg.arch, width=64, key_dim=128,
                                 value_dim=512,
-                                decoder_widths=(512, 256, 128)))
+                                decoder_widths=(512, 256, 128),
+                                dtype="float32"))  # Or 'bfloat16'.
   # Eq. 16's weights: L = seg_weight L_seg + short L_short + long L_long.
   c.loss = mlc.ConfigDict(dict(temperature=1.0, seg_weight=1.0,
                                short_weight=0.1, long_weight=0.5))

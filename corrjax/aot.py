@@ -107,10 +107,20 @@ def batch_spec(config: ml_collections.ConfigDict) -> dict:
   Returns:
     {name: jax.ShapeDtypeStruct} without sharding: two-view methods
     {"view1", "view2": uint8 [B, S, S, 3]} (+ FC's "box1", "box2": float32
-    [B, 4]); CRW {"patches": uint8 [B, T, N, P, P, 3]}.
+    [B, 4]); CRW {"patches": uint8 [B, T, N, P, P, 3]}; other methods (LIIR,
+    Mask-VOS): the shapes of the first batch their pipeline yields for a
+    synthetic source (one global batch is built on this host).
   """
   d = config.data
   b = d.batch_size
+  if config.method not in ("crw", "fine_grained", "moco", "byol"):
+    from corrjax import methods  # pylint: disable=g-import-not-at-top
+    probe = ml_collections.ConfigDict(config.to_dict())
+    if "source" in probe.data:
+      probe.data.source = "synthetic"
+    batches, _ = methods.get(config.method).make_batches(probe, start_step=0)
+    return {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype)
+            for k, v in next(iter(batches)).items()}
   if config.method == "crw":
     grid = (d.crop_size - d.patch_size) // d.patch_stride + 1
     return {"patches": jax.ShapeDtypeStruct(

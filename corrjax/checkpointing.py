@@ -98,8 +98,12 @@ def restore_tree(workdir: str, step: int | None = None) -> tuple[int, dict]:
   elif step not in steps:
     raise FileNotFoundError(f"no checkpoint of step {step} in {workdir!r}.")
   path = os.path.join(checkpoint_dir(workdir), str(step), "default")
-  with ocp.StandardCheckpointer() as checkpointer:
-    tree = checkpointer.restore(path)
+  # A checkpoint of a multi-host run names devices this process does not
+  # have: read those arrays onto one local device.
+  with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
+    tree = checkpointer.restore(path, args=ocp.args.StandardRestore(
+        fallback_sharding=jax.sharding.SingleDeviceSharding(
+            jax.local_devices()[0])))
   return step, jax.tree_util.tree_map(_to_numpy, tree)
 
 

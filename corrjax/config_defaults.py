@@ -60,7 +60,8 @@ def fine_grained_model(arch: str = "resnet18",
   return mlc.ConfigDict(dict(
       arch=arch, width=width, strides=(1, 2, 1, 1), padding_mode="zeros",
       zero_init_last_bn=True, projection_hidden_dim=2048,
-      prediction_hidden_dim=2048, projection_dim=256))
+      prediction_hidden_dim=2048, projection_dim=256,
+      dtype="float32"))  # Compute dtype (models/precision.py): or 'bfloat16'.
 
 
 def synthetic_videos(seed: int, num_videos: int, num_frames: int,
@@ -283,6 +284,7 @@ def image_ssl_model(arch: str = "resnet50", width: int = 64,
   c = mlc.ConfigDict(dict(
       arch=arch, width=width, strides=(1, 2, 2, 2), padding_mode="zeros",
       zero_init_last_bn=False, projection_hidden_dim=2048, projection_dim=128,
-      projection_bn=False, projection_out_bias=True, prediction_hidden_dim=0))
+      projection_bn=False, projection_out_bias=True, prediction_hidden_dim=0,
+      dtype="float32"))  # Compute dtype (models/precision.py).
   c.update(overrides)
   return c

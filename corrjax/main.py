@@ -4,6 +4,10 @@ r"""corrjax entry point: train then evaluate, or evaluate a checkpoint.
   python -m corrjax.main --config=configs/fc.py:davis2016 \
       --config.data.root=$CORRJAX_DATA/davis2016 --workdir=/tmp/fc
   python -m corrjax.main --config=configs/sfc.py --mode=eval
+  # Multi-host: the same command on every host (TPU pods autodetect the
+  # rest; elsewhere name the coordinator, the process count and this id):
+  python -m corrjax.main --config=configs/fc.py --multihost \
+      --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0
 
 Config overrides are locked: a misspelled `--config.x.y` is an error.
 Set CORRJAX_TRACEBACK=1 to see full tracebacks of input errors.
@@ -27,6 +31,11 @@ from corrjax import console  # pylint: disable=g-import-not-at-top
 from corrjax import input_checks  # pylint: disable=g-import-not-at-top
 from corrjax import interrupts  # pylint: disable=g-import-not-at-top
 
+
+def _env_int(name: str) -> int | None:
+  value = os.environ.get(name)
+  return int(value) if value else None
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, optionally with ':arg'.",
     lock_config=True)
@@ -38,7 +47,19 @@ _MODE = flags.DEFINE_string(
     "mask_vos's pseudo-labelling).")
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", bool(os.environ.get("CORRJAX_MULTIHOST")),
-    "Call jax.distributed.initialize() (TPU pods, multi-node GPU).")
+    "Call jax.distributed.initialize() (TPU pods, multi-node GPU, CPU "
+    "hosts); env CORRJAX_MULTIHOST=1.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", os.environ.get("CORRJAX_COORDINATOR_ADDRESS"),
+    "--multihost: host:port of process 0 (env CORRJAX_COORDINATOR_ADDRESS); "
+    "unset on TPU pods and SLURM, where JAX finds it.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", _env_int("CORRJAX_NUM_PROCESSES"),
+    "--multihost: number of processes (env CORRJAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", _env_int("CORRJAX_PROCESS_ID"),
+    "--multihost: this process's id in [0, num_processes) (env "
+    "CORRJAX_PROCESS_ID).")
 
 # Errors caused by the user's input: printed as one line.
 INPUT_ERRORS = (ValueError, FileNotFoundError, FloatingPointError,
@@ -77,7 +98,11 @@ def main(argv):
       raise
     sys.exit(f"corrjax: error: {_last_line(e)}")
   workdir = _WORKDIR.value or default_workdir(_config_flag_value())
-  if _MODE.value == "train" or os.path.isdir(workdir):
+  if _MULTIHOST.value and not _initialize_distributed(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value):
+    # Process 0 prints, writes the log file, TensorBoard and evaluates.
+    log = _SecondaryConsole(on_broken=stop.request)
+  elif _MODE.value == "train" or os.path.isdir(workdir):
     log.attach(os.path.join(workdir, LOG_NAME))
   log(f"corrjax {_MODE.value}: workdir {workdir}")
   try:
@@ -100,6 +125,36 @@ def main(argv):
     sys.exit(1)
 
 
+class _SecondaryConsole(console.Console):
+  """The console of a process other than 0: its info lines are process 0's
+  (dropped); its errors still print to stderr."""
+
+  def __call__(self, message: str) -> None:
+    del message
+
+
+def _initialize_distributed(coordinator_address: str | None,
+                            num_processes: int | None,
+                            process_id: int | None) -> bool:
+  """jax.distributed.initialize with the flags' values; True on process 0.
+
+  On CPU hosts the cross-process collectives are gloo's (the CPU backend
+  has none by default); the setting does nothing on TPU or GPU.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  given = {"coordinator_address": coordinator_address,
+           "num_processes": num_processes, "process_id": process_id}
+  kwargs = {k: v for k, v in given.items() if v is not None}
+  if kwargs and len(kwargs) != 3:
+    raise app.UsageError(
+        "--multihost outside a TPU pod or SLURM needs all of "
+        "--coordinator_address, --num_processes and --process_id; got "
+        + ", ".join(f"--{k}" for k in kwargs) + ".")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+  return jax.process_index() == 0
+
+
 def _quiet_orbax(record) -> bool:
   return record.levelno >= 40 or "/orbax/" not in record.pathname
 
@@ -109,11 +164,12 @@ def _run(config, workdir: str, log, stop) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
-  if _MULTIHOST.value:
-    jax.distributed.initialize()
   from corrjax import run  # pylint: disable=g-import-not-at-top
+  from corrjax import train  # pylint: disable=g-import-not-at-top
 
-  if _MODE.value == "train":
+  if _MODE.value == "train" and jax.process_index() > 0:
+    train.train(config, workdir, log=log, stop=stop)  # Process 0 evaluates.
+  elif _MODE.value == "train":
     run.train_and_evaluate(config, workdir, log=log, stop=stop)
   elif _MODE.value == "eval":
     run.evaluate_workdir(config, workdir, log=log)

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Multi-host TPU pod training: the same entry point on every worker, with
-# jax.distributed.initialize() (--multihost). Each host reads its slice of the
-# global batch; the workdir must be shared storage (e.g. gs://bucket/run).
+# jax.distributed.initialize() (--multihost; on a pod JAX finds the
+# coordinator, process count and id itself, so no --coordinator_address,
+# --num_processes or --process_id). Each host reads its slice of the global
+# batch; checkpoints are written once (orbax multi-host) and process 0 alone
+# logs and evaluates; the workdir must be shared storage (gs://bucket/run).
+# tests/multihost_test.py runs the same entry point as 2 localhost processes.
 #
 #   TPU_NAME=my-v4-32 ZONE=us-central2-b bash launch/tpu_pod.sh \
 #       configs/fc.py gs://my-bucket/runs/fc --config.data.root=/mnt/ytvos

@@ -1,10 +1,7 @@
 """corrjax.aot: batch shapes, HLO collectives, TPU compilation (libtpu)."""
 
 import importlib.util
-import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -17,8 +14,10 @@ from corrjax import methods
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
-@pytest.mark.parametrize("name", ["fc", "crw", "moco"])
+
+@pytest.mark.parametrize("name", ["fc", "crw", "moco", "liir", "mask_vos"])
 def test_batch_spec_matches_the_pipeline(name):
   config = config_defaults.load(os.path.join(REPO, f"configs/{name}.py:smoke"))
   batches, _ = methods.get(config.method).make_batches(config, start_step=0)
@@ -48,27 +47,22 @@ def test_batch_that_does_not_divide_is_one_line_error():
     aot.compile_train_step(config, jax.devices())
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu: pip install "
                     "-e .[tpu]")
-def test_smoke_fc_step_compiles_for_v5e_2x2(tmp_path):
-  out = tmp_path / "aot.jsonl"
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-  env.pop("JAX_PLATFORMS", None)
-  proc = subprocess.run(
-      [sys.executable, "-m", "corrjax.aot", "--config=configs/fc.py:smoke",
-       "--topology=v5e:2x2", f"--json={out}"], cwd=REPO, env=env,
-      capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "per chip:" in proc.stdout
-  r = json.loads(out.read_text())
+def test_smallest_fc_step_compiles_for_v5e_2x2(tmp_path):
+  """The FC :smoke step (4 crops of 32 px: one per chip) compiled by libtpu
+  for 4 v5e chips, in this process, and its report line."""
+  config = config_defaults.load(os.path.join(REPO, "configs/fc.py:smoke"))
+  config.data.update(batch_size=4, crop_size=32)
+  r = aot.analyse(config, "v5e:2x2")
   assert (r["chips"], r["device_kind"], r["batch_per_chip"]) == (
-      4, "TPU v5 lite", 2)
+      4, "TPU v5 lite", 1)
   assert 0 < r["total_bytes"] < r["hbm_bytes"]
   assert r["flops_per_chip"] > 0
   # Replicated state: gradients and BN statistics are all-reduced.
   assert r["collectives"]["all-reduce"]["bytes"] > 0
   assert np.isclose(r["opt_state_bytes"], 2 * r["params_bytes"], rtol=0.2)
+  assert "per chip:" in aot.format_report(r)
 
 
 def test_table_row_has_one_cell_per_column():

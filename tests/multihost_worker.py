@@ -1,12 +1,10 @@
-"""One host of a localhost multi-host run (tests/multihost_test.py).
+"""One host of tests/multihost_test.py: the real entry point,
+`corrjax.main.main`, with LOCAL_DEVICES fake CPU devices and a check that
+this host is fed only its slice (HOST_BATCH examples) of the global batch.
 
-  python tests/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR \
-      LOCAL_DEVICES OUT_NPZ
-
-NUM_PROCESSES > 1 joins jax.distributed on 127.0.0.1:PORT (gloo CPU
-collectives), as `corrjax.main --multihost` would; then corrjax.train.train
-on FC `:smoke` with SGD (4 steps, checkpoints every 2), checking that this host is
-fed only its slice of the global batch, and writes the final parameters.
+  python tests/multihost_worker.py LOCAL_DEVICES HOST_BATCH \
+      --multihost --coordinator_address=127.0.0.1:PORT --num_processes=2 \
+      --process_id=I --config=configs/fc.py:smoke --workdir=...
 """
 
 import os
@@ -19,27 +17,12 @@ sys.path.insert(0, REPO)
 import jax
 
 
-def main(process_id, num_processes, port, workdir, local_devices, out):
+def main(local_devices: int, host_batch: int, argv: list[str]) -> None:
   jax.config.update("jax_num_cpu_devices", local_devices)
   jax.config.update("jax_platforms", "cpu")
-  if num_processes > 1:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(f"127.0.0.1:{port}",
-                               num_processes=num_processes,
-                               process_id=process_id)
-  import numpy as np
-  from corrjax import config_defaults
+  from absl import app
+  from corrjax import main as corrjax_main
   from corrjax import sharding
-  from corrjax import train
-
-  config = config_defaults.load(os.path.join(REPO, "configs/fc.py:smoke"))
-  config.evals = config_defaults.evals()
-  config.log_every_steps = 1
-  # SGD, not FC's Adam: Adam scales the float noise of the near-zero
-  # gradients (zero-initialised last BN of each block) up to whole steps,
-  # so reduction order alone would move weights by ~lr.
-  config.optim.update(name="sgd", learning_rate=0.1, momentum=0.9)
-  host_batch = config.data.batch_size // jax.process_count()
   shard_host_batch = sharding.shard_host_batch
 
   def checked(batch, batch_sh):
@@ -48,16 +31,9 @@ def main(process_id, num_processes, port, workdir, local_devices, out):
     return shard_host_batch(batch, batch_sh)
 
   sharding.shard_host_batch = checked
-  log = print if jax.process_index() == 0 else (lambda msg: None)
-  state = train.train(config, workdir, log=log)
-  params = jax.device_get(state.params)
-  flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
-          for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-  if jax.process_index() == 0:
-    np.savez(out, step=int(jax.device_get(state.step)), **flat)
-  print(f"process {jax.process_index()} done", flush=True)
+  app.run(corrjax_main.main, argv=["corrjax.main"] + argv,
+          flags_parser=corrjax_main.parse_flags)
 
 
 if __name__ == "__main__":
-  a = sys.argv[1:]
-  main(int(a[0]), int(a[1]), int(a[2]), a[3], int(a[4]), a[5])
+  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])

@@ -29,6 +29,7 @@ from corrjax.data import clips
 from corrjax.data import normalization
 from corrjax.losses import walk
 from corrjax.models import crw
+from corrjax.models import precision
 from corrjax.methods import step_tail
 from corrjax.methods import trunk
 
@@ -37,7 +38,7 @@ def build_model(config: ml_collections.ConfigDict) -> crw.CRWNet:
   m = config.model
   return crw.CRWNet(arch=m.arch, width=m.width, strides=tuple(m.strides),
                     padding_mode=m.padding_mode, head_depth=m.head_depth,
-                    embed_dim=m.embed_dim)
+                    embed_dim=m.embed_dim, dtype=precision.compute_dtype(m))
 
 
 def init_state(rng: jax.Array, *, model: crw.CRWNet,

@@ -22,6 +22,7 @@ from corrjax.data import normalization
 from corrjax.data import pipeline
 from corrjax.losses import dense_byol
 from corrjax.models import fine_grained
+from corrjax.models import precision
 from corrjax.methods import step_tail
 from corrjax.methods import trunk
 
@@ -36,7 +37,7 @@ def build_model(
       padding_mode=m.padding_mode, zero_init_last_bn=m.zero_init_last_bn,
       projection_hidden_dim=m.projection_hidden_dim,
       prediction_hidden_dim=m.prediction_hidden_dim,
-      projection_dim=m.projection_dim)
+      projection_dim=m.projection_dim, dtype=precision.compute_dtype(m))
 
 
 def init_state(rng: jax.Array, *, model: fine_grained.FineGrainedNet,

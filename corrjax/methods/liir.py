@@ -50,6 +50,7 @@ from corrjax.data import frame_pairs
 from corrjax.losses import liir_inter
 from corrjax.losses import liir_objective
 from corrjax.models import liir
+from corrjax.models import precision
 
 ARCH = "liir_resnet18"
 
@@ -59,7 +60,7 @@ def build_model(config: ml_collections.ConfigDict) -> liir.LIIRNet:
   return liir.LIIRNet(width=m.width, widths=tuple(m.widths),
                       strides=tuple(m.strides), pe_size=tuple(m.pe_size),
                       match_dim=m.match_dim, semantic_dim=m.semantic_dim,
-                      use_pe=m.use_pe)
+                      use_pe=m.use_pe, dtype=precision.compute_dtype(m))
 
 
 def _check_queue(queue_size: int, batch_size: int) -> None:

@@ -46,6 +46,7 @@ from corrjax.evals import labels as labels_lib
 from corrjax.methods import mask_vos_rounds
 from corrjax.models import mask_vos
 from corrjax.models import mask_vos_inference
+from corrjax.models import precision
 from corrjax.ops import view_warp
 
 
@@ -54,7 +55,7 @@ def build_model(config: ml_collections.ConfigDict) -> mask_vos.MaskVOSNet:
   return mask_vos.MaskVOSNet(
       arch=m.arch, width=m.width, key_dim=m.key_dim, value_dim=m.value_dim,
       decoder_widths=tuple(m.decoder_widths),
-      temperature=config.loss.temperature)
+      temperature=config.loss.temperature, dtype=precision.compute_dtype(m))
 
 
 def init_state(rng: jax.Array, *, model: mask_vos.MaskVOSNet,

@@ -45,6 +45,7 @@ from corrjax.data import image_views
 from corrjax.data import normalization
 from corrjax.losses import infonce
 from corrjax.models import image_ssl
+from corrjax.models import precision
 from corrjax.ops import l2norm
 from corrjax.ops import queue as queue_lib
 from corrjax.methods import step_tail
@@ -61,7 +62,8 @@ def build_model(config: ml_collections.ConfigDict) -> image_ssl.ImageSSLNet:
       projection_hidden_dim=m.projection_hidden_dim,
       projection_dim=m.projection_dim, projection_bn=m.projection_bn,
       projection_out_bias=m.projection_out_bias,
-      prediction_hidden_dim=m.prediction_hidden_dim)
+      prediction_hidden_dim=m.prediction_hidden_dim,
+      dtype=precision.compute_dtype(m))
 
 
 def init_online_and_target(rng: jax.Array, *, model: image_ssl.ImageSSLNet,

@@ -10,12 +10,14 @@ reference's `selfsim_fc.{2k}` (its odd indices are ReLUs).
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from corrjax.models import heads
+from corrjax.models import precision
 from corrjax.models import resnet
 from corrjax.ops import l2norm
 
@@ -28,10 +30,12 @@ class SelfSimHead(nn.Module):
   depth < 0 is the identity. PyTorch's default Linear init. Matmuls at
   HIGHEST precision, as PyTorch's float32 Linear on GPU.
 
-  Call: `x` float [..., C]. Returns float [..., out_dim] (or [..., C]).
+  Call: `x` float [..., C]. Returns [..., out_dim] (or [..., C]) in
+  `dtype`.
   """
   depth: int = 0
   out_dim: int = 128
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -44,7 +48,7 @@ class SelfSimHead(nn.Module):
         x = nn.relu(x)
       x = nn.Dense(d_out, kernel_init=heads.torch_kernel_init,
                    bias_init=heads.torch_conv_bias_init(d_in),
-                   precision=jax.lax.Precision.HIGHEST,
+                   precision=jax.lax.Precision.HIGHEST, dtype=self.dtype,
                    name=f"linear{k}")(x)
     return x
 
@@ -65,6 +69,7 @@ class CRWNet(nn.Module):
     padding_mode: 'reflect' ('scratch') or 'zeros' ('scratch_zeropad').
     head_depth: `--head-depth` (0: one linear layer).
     embed_dim: node embedding size (128).
+    dtype: compute dtype (models/precision.py); outputs are float32.
   """
   arch: str = "resnet18"
   width: int = 64
@@ -72,6 +77,7 @@ class CRWNet(nn.Module):
   padding_mode: str = "reflect"
   head_depth: int = 0
   embed_dim: int = 128
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, patches: jax.Array,
@@ -95,11 +101,13 @@ class CRWNet(nn.Module):
     encoder = resnet.make_resnet(
         self.arch, width=self.width, strides=tuple(self.strides),
         padding_mode=self.padding_mode, zero_init_last_bn=False,
-        name="encoder")
+        dtype=self.dtype, name="encoder")
     feats = encoder(patches.reshape(-1, *patches.shape[3:]), train)
     maps = feats[f"stage{len(self.strides)}"]
+    maps = maps.astype(jnp.float32)
     pooled = jnp.mean(maps, axis=(1, 2))  # `model.py:107`.
     nodes = l2norm.l2_normalize(SelfSimHead(
-        self.head_depth, self.embed_dim, name="selfsim_fc")(pooled))
+        self.head_depth, self.embed_dim, self.dtype,
+        name="selfsim_fc")(pooled).astype(jnp.float32))
     return {"nodes": nodes.reshape(*lead, nodes.shape[-1]),
             "maps": maps.reshape(*lead, *maps.shape[1:])}

@@ -1,5 +1,7 @@
 """Dense projection heads (1x1 convs on NHWC maps)."""
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -28,20 +30,23 @@ class ProjectionHead(nn.Module):
   1x1 conv(C -> hidden, bias) -> BN -> ReLU -> 1x1 conv(hidden -> out, bias),
   applied per cell. Names follow the reference (linear1, bn1, linear2).
 
-  Call: `x` float [B, H, W, C], `train` bool. Returns float [B, H, W, out].
+  Call: `x` float [B, H, W, C], `train` bool. Returns [B, H, W, out] in
+  `dtype` (the compute dtype; parameters and BN statistics are float32).
   """
   hidden_dim: int = 2048
   out_dim: int = 256
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     in_dim = x.shape[-1]
     x = nn.Dense(self.hidden_dim, kernel_init=torch_kernel_init,
-                 bias_init=torch_conv_bias_init(in_dim), name="linear1")(x)
+                 bias_init=torch_conv_bias_init(in_dim), dtype=self.dtype,
+                 name="linear1")(x)
     x = nn.BatchNorm(use_running_average=not train,
                      momentum=resnet.BN_MOMENTUM, epsilon=resnet.BN_EPSILON,
-                     name="bn1")(x)
+                     dtype=self.dtype, name="bn1")(x)
     x = nn.relu(x)
     return nn.Dense(self.out_dim, kernel_init=torch_kernel_init,
                     bias_init=torch_conv_bias_init(self.hidden_dim),
-                    name="linear2")(x)
+                    dtype=self.dtype, name="linear2")(x)

@@ -13,12 +13,14 @@ strides), so label propagation reads its layer3 exactly as for FC.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from corrjax.models import heads
+from corrjax.models import precision
 from corrjax.models import resnet
 
 
@@ -28,27 +30,29 @@ class MLPHead(nn.Module):
   Initialised as torch.nn.Linear (U(+-1/sqrt(fan_in)) weights and biases),
   as torchvision's `fc` is. Names: linear1, bn1, linear2.
 
-  Call: `x` float [B, C], `train` bool. Returns float [B, out_dim].
+  Call: `x` float [B, C], `train` bool. Returns [B, out_dim] in `dtype`.
   """
   hidden_dim: int
   out_dim: int
   batch_norm: bool = False
   out_bias: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     x = nn.Dense(self.hidden_dim, kernel_init=heads.torch_kernel_init,
                  bias_init=heads.torch_conv_bias_init(x.shape[-1]),
-                 name="linear1")(x)
+                 dtype=self.dtype, name="linear1")(x)
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train,
                        momentum=resnet.BN_MOMENTUM,
-                       epsilon=resnet.BN_EPSILON, name="bn1")(x)
+                       epsilon=resnet.BN_EPSILON, dtype=self.dtype,
+                       name="bn1")(x)
     x = nn.relu(x)
     return nn.Dense(self.out_dim, use_bias=self.out_bias,
                     kernel_init=heads.torch_kernel_init,
                     bias_init=heads.torch_conv_bias_init(self.hidden_dim),
-                    name="linear2")(x)
+                    dtype=self.dtype, name="linear2")(x)
 
 
 class ImageSSLNet(nn.Module):
@@ -68,6 +72,7 @@ class ImageSSLNet(nn.Module):
     projection_bn: BN after the projector's hidden layer.
     projection_out_bias: bias on the heads' last layer.
     prediction_hidden_dim: predictor hidden size; 0 builds no predictor.
+    dtype: compute dtype (models/precision.py); outputs are float32.
   """
   arch: str = "resnet50"
   width: int = 64
@@ -79,29 +84,32 @@ class ImageSSLNet(nn.Module):
   projection_bn: bool = False
   projection_out_bias: bool = True
   prediction_hidden_dim: int = 0
+  dtype: Any = jnp.float32
 
   def setup(self):
     self.encoder = resnet.make_resnet(
         self.arch, width=self.width, strides=tuple(self.strides),
         padding_mode=self.padding_mode,
-        zero_init_last_bn=self.zero_init_last_bn)
+        zero_init_last_bn=self.zero_init_last_bn, dtype=self.dtype)
     self.projector = MLPHead(self.projection_hidden_dim, self.projection_dim,
-                             self.projection_bn, self.projection_out_bias)
+                             self.projection_bn, self.projection_out_bias,
+                             self.dtype)
     if self.prediction_hidden_dim:
       self.predictor = MLPHead(self.prediction_hidden_dim,
                                self.projection_dim, self.projection_bn,
-                               self.projection_out_bias)
+                               self.projection_out_bias, self.dtype)
 
   def project(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
     """x: float [B, H, W, 3] normalised images -> {"embedding": [B, C]
     (global average of the last stage), "proj": [B, projection_dim]}."""
     feats = self.encoder(x, train)[f"stage{len(self.strides)}"]
-    embedding = jnp.mean(feats, axis=(1, 2))
-    return {"embedding": embedding, "proj": self.projector(embedding, train)}
+    embedding = jnp.mean(feats.astype(jnp.float32), axis=(1, 2))
+    return precision.to_float32(
+        {"embedding": embedding, "proj": self.projector(embedding, train)})
 
   def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
     """`project`, plus "pred": [B, projection_dim] if there is a predictor."""
     out = self.project(x, train)
     if self.prediction_hidden_dim:
-      out["pred"] = self.predictor(out["proj"], train)
+      out["pred"] = self.predictor(out["proj"], train).astype(jnp.float32)
     return out

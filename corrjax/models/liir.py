@@ -26,6 +26,7 @@ the conv output whose receptive field is centred near pixel (s i, s j).
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from corrjax.models import heads
+from corrjax.models import precision
 from corrjax.models import resnet
 from corrjax.ops import torch_resize
 
@@ -90,12 +92,13 @@ def shift_embedding(pe: jax.Array, mode: str, key: jax.Array | None = None,
 
 
 def _head(features: int, stride: int, fan_in: int,
-          name: str | None = None) -> nn.Conv:
+          name: str | None = None, dtype: Any = None) -> nn.Conv:
   """A 3x3 conv with bias, PyTorch padding 1 and PyTorch's default init."""
   return nn.Conv(features, (3, 3), strides=(stride, stride),
                  padding=[(1, 1), (1, 1)],
                  kernel_init=heads.torch_kernel_init,
-                 bias_init=heads.torch_conv_bias_init(fan_in), name=name)
+                 bias_init=heads.torch_conv_bias_init(fan_in), dtype=dtype,
+                 name=name)
 
 
 def semantic_head(params: dict, trunk: jax.Array) -> jax.Array:
@@ -138,6 +141,8 @@ class LIIRNet(nn.Module):
     semantic_dim: conv_semantic channels (128).
     use_pe: add the embedding (the reference's `ape=True`,
       `mast_momen.py:111,115`).
+    dtype: compute dtype (models/precision.py); `__call__` and
+      `pair_features` return float32.
   """
   width: int = 64
   widths: Sequence[int] = (64, 128, 256, 256)
@@ -146,19 +151,20 @@ class LIIRNet(nn.Module):
   match_dim: int = 64
   semantic_dim: int = 128
   use_pe: bool = True
+  dtype: Any = jnp.float32
 
   def setup(self):
     self.encoder = resnet.make_resnet(
         "resnet18", width=self.width, widths=tuple(self.widths),
         strides=tuple(self.strides), use_max_pool=False,
-        zero_init_last_bn=True)
+        zero_init_last_bn=True, dtype=self.dtype)
     self.pos_embed = self.param("pos_embed", nn.initializers.zeros,
                                 (1, *self.pe_size, self.width))
     trunk_dim = self.widths[-1]
     self.post_convolution = _head(self.match_dim, 1, 9 * trunk_dim,
-                                  "post_convolution")
+                                  "post_convolution", self.dtype)
     self.conv_semantic = _head(self.semantic_dim, 2, 9 * trunk_dim,
-                               "conv_semantic")
+                               "conv_semantic", self.dtype)
 
   def embedding(self, size: tuple[int, int], position_shift: str = "none",
                 shift_key: jax.Array | None = None) -> jax.Array:
@@ -201,8 +207,9 @@ class LIIRNet(nn.Module):
        "semantic": f8 [B, H/8, W/8, 128]} (ceil division).
     """
     trunk = self.trunk(x, train, position_shift, shift_key)
-    return {"trunk": trunk, "match": self.post_convolution(trunk),
-            "semantic": self.conv_semantic(trunk)}
+    return precision.to_float32(
+        {"trunk": trunk, "match": self.post_convolution(trunk),
+         "semantic": self.conv_semantic(trunk)})
 
 
 def init_momentum_head(params: dict) -> dict:
@@ -269,9 +276,10 @@ def pair_features(model: LIIRNet, variables: dict, momentum_params: dict,
                      shift_key=shift_key)
     queue_keys = jax.lax.stop_gradient(
         semantic_head(momentum_params, shifted))
-  feats = {"target_match": tgt["match"], "target_semantic": tgt["semantic"],
-           "reference_match": ref_match, "reference_keys": keys,
-           "queue_keys": queue_keys}
+  feats = precision.to_float32(
+      {"target_match": tgt["match"], "target_semantic": tgt["semantic"],
+       "reference_match": ref_match, "reference_keys": keys,
+       "queue_keys": queue_keys})
   return feats, stats
 
 

@@ -31,12 +31,14 @@ Parameters: {"encoder": {"trunk", "key"}, "mask_encoder": {"trunk",
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from corrjax.losses import mask_vos as losses
+from corrjax.models import precision
 from corrjax.models import resnet
 
 # Backbone layouts of §3.3: (strides, num_stages) per arch.
@@ -47,10 +49,11 @@ LAYOUTS = {
 }
 
 
-def _trunk(arch: str, width: int, name: str) -> resnet.ResNet:
+def _trunk(arch: str, width: int, name: str,
+           dtype: Any = jnp.float32) -> resnet.ResNet:
   strides, num_stages = LAYOUTS[arch]
   return resnet.make_resnet(arch, width=width, strides=strides,
-                            num_stages=num_stages, name=name)
+                            num_stages=num_stages, dtype=dtype, name=name)
 
 
 def _res4(feats: dict[str, jax.Array]) -> jax.Array:
@@ -81,15 +84,17 @@ class VisualEncoder(nn.Module):
   arch: str = "resnet18"
   width: int = 64
   key_dim: int = 128
+  dtype: Any = jnp.float32  # Compute dtype; outputs are float32.
 
   @nn.compact
   def __call__(self, frames: jax.Array, train: bool = False
                ) -> dict[str, jax.Array]:
-    feats = _trunk(self.arch, self.width, "trunk")(frames, train)
+    feats = _trunk(self.arch, self.width, "trunk", self.dtype)(frames, train)
     res4 = _res4(feats)
-    key = nn.Conv(self.key_dim, (1, 1), name="key")(res4)
-    return {"key": l2_normalize(key), "res4": res4,
-            "skip8": feats["stage2"], "skip4": feats["stage1"]}
+    key = nn.Conv(self.key_dim, (1, 1), dtype=self.dtype, name="key")(res4)
+    return precision.to_float32(
+        {"key": l2_normalize(key.astype(jnp.float32)), "res4": res4,
+         "skip8": feats["stage2"], "skip4": feats["stage1"]})
 
 
 class MaskEncoder(nn.Module):
@@ -97,45 +102,51 @@ class MaskEncoder(nn.Module):
   arch: str = "resnet18"
   width: int = 64
   value_dim: int = 512
+  dtype: Any = jnp.float32  # Compute dtype; outputs are float32.
 
   @nn.compact
   def __call__(self, frames: jax.Array, masks: jax.Array,
                train: bool = False) -> jax.Array:
     x = jnp.concatenate([frames, masks[..., None].astype(frames.dtype)], -1)
-    feats = _trunk(self.arch, self.width, "trunk")(x, train)
-    return nn.Conv(self.value_dim, (1, 1), name="value")(_res4(feats))
+    feats = _trunk(self.arch, self.width, "trunk", self.dtype)(x, train)
+    return nn.Conv(self.value_dim, (1, 1), dtype=self.dtype, name="value")(
+        _res4(feats)).astype(jnp.float32)
 
 
 class ResBlock(nn.Module):
   """Pre-activation residual block without BN (STCN `ResBlock`)."""
   features: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    out = nn.Conv(self.features, (3, 3), padding=1, name="conv1")(
-        nn.relu(x))
-    out = nn.Conv(self.features, (3, 3), padding=1, name="conv2")(
-        nn.relu(out))
+    out = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype,
+                  name="conv1")(nn.relu(x))
+    out = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype,
+                  name="conv2")(nn.relu(out))
     if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (3, 3), padding=1, name="downsample")(x)
+      x = nn.Conv(self.features, (3, 3), padding=1, dtype=self.dtype,
+                  name="downsample")(x)
     return x + out
 
 
 class MaskDecoder(nn.Module):
   """D: [V_q, Vbar_q] [B, h, w, 2D'] + E's skips -> logits [B, H, W]."""
   widths: Sequence[int] = (512, 256, 128)
+  dtype: Any = jnp.float32  # Compute dtype; the logits are float32.
 
   @nn.compact
   def __call__(self, x: jax.Array, skip8: jax.Array,
                skip4: jax.Array) -> jax.Array:
     c1, c2, c3 = self.widths
-    x = ResBlock(c1, name="compress")(x)
-    x = x + nn.Conv(c1, (3, 3), padding=1, name="skip8_conv")(skip8)
-    x = ResBlock(c2, name="block8")(x)
+    conv = lambda c, k, **kw: nn.Conv(c, k, dtype=self.dtype, **kw)  # pylint: disable=g-long-lambda
+    x = ResBlock(c1, self.dtype, name="compress")(x)
+    x = x + conv(c1, (3, 3), padding=1, name="skip8_conv")(skip8)
+    x = ResBlock(c2, self.dtype, name="block8")(x)
     x = resize(x, skip4.shape[1:3])
-    x = x + nn.Conv(c2, (3, 3), padding=1, name="skip4_conv")(skip4)
-    x = ResBlock(c3, name="block4")(x)
-    x = nn.Conv(1, (1, 1), name="pred")(nn.relu(x))
+    x = x + conv(c2, (3, 3), padding=1, name="skip4_conv")(skip4)
+    x = ResBlock(c3, self.dtype, name="block4")(x)
+    x = conv(1, (1, 1), name="pred")(nn.relu(x)).astype(jnp.float32)
     h, w = skip4.shape[1:3]
     return resize(x, (4 * h, 4 * w))[..., 0]
 
@@ -149,6 +160,8 @@ class MaskVOSNet(nn.Module):
     key_dim: D (128). value_dim: D' (512).
     decoder_widths: D's block widths.
     temperature: the affinity's (Eq. 6) temperature (1 in the paper).
+    dtype: compute dtype of E, V and D (models/precision.py); their
+      outputs, the affinity and the read-out are float32.
   """
   arch: str = "resnet18"
   width: int = 64
@@ -156,11 +169,14 @@ class MaskVOSNet(nn.Module):
   value_dim: int = 512
   decoder_widths: Sequence[int] = (512, 256, 128)
   temperature: float = 1.0
+  dtype: Any = jnp.float32
 
   def setup(self):
-    self.encoder = VisualEncoder(self.arch, self.width, self.key_dim)
-    self.mask_encoder = MaskEncoder(self.arch, self.width, self.value_dim)
-    self.decoder = MaskDecoder(tuple(self.decoder_widths))
+    self.encoder = VisualEncoder(self.arch, self.width, self.key_dim,
+                                 self.dtype)
+    self.mask_encoder = MaskEncoder(self.arch, self.width, self.value_dim,
+                                    self.dtype)
+    self.decoder = MaskDecoder(tuple(self.decoder_widths), self.dtype)
 
   def encode(self, frames, train=False):
     return self.encoder(frames, train)

@@ -37,7 +37,7 @@ BN_EPSILON = 1e-5
 
 def _conv(x: jax.Array, features: int, kernel: int, stride: int = 1,
           dilation: int = 1, padding_mode: str = "zeros", *,
-          name: str) -> jax.Array:
+          name: str, dtype: Any = jnp.float32) -> jax.Array:
   """A bias-free conv with PyTorch padding; must run inside a compact method.
 
   Args:
@@ -48,9 +48,10 @@ def _conv(x: jax.Array, features: int, kernel: int, stride: int = 1,
     dilation: kernel dilation.
     padding_mode: 'zeros' or 'reflect' (CRW's `--model-type scratch`).
     name: submodule name (torchvision's, e.g. 'conv1').
+    dtype: compute dtype (the kernel is stored in float32).
 
   Returns:
-    float [B, H', W', C_out].
+    [B, H', W', C_out] in `dtype`.
   """
   pad = (kernel // 2) * dilation
   if padding_mode not in ("zeros", "reflect"):
@@ -62,13 +63,17 @@ def _conv(x: jax.Array, features: int, kernel: int, stride: int = 1,
   return nn.Conv(
       features, (kernel, kernel), strides=(stride, stride),
       kernel_dilation=(dilation, dilation), padding=[(pad, pad), (pad, pad)],
-      use_bias=False, kernel_init=conv_init, name=name)(x)
+      use_bias=False, kernel_init=conv_init, dtype=dtype,
+      param_dtype=jnp.float32, name=name)(x)
 
 
-def _batch_norm(train: bool, name: str, zero_init: bool = False) -> nn.Module:
+def _batch_norm(train: bool, name: str, zero_init: bool = False,
+                dtype: Any = jnp.float32) -> nn.Module:
+  """PyTorch's BatchNorm2d; statistics and scale/bias stay float32 (Flax
+  reduces in float32), the output is in `dtype`."""
   return nn.BatchNorm(
       use_running_average=not train, momentum=BN_MOMENTUM,
-      epsilon=BN_EPSILON, name=name,
+      epsilon=BN_EPSILON, dtype=dtype, param_dtype=jnp.float32, name=name,
       scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones)
 
 
@@ -79,16 +84,20 @@ class BasicBlock(nn.Module):
   dilation: int = 1
   padding_mode: str = "zeros"
   zero_init_last_bn: bool = True
+  dtype: Any = jnp.float32
   expansion = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    conv = functools.partial(_conv, padding_mode=self.padding_mode)
+    conv = functools.partial(_conv, padding_mode=self.padding_mode,
+                             dtype=self.dtype)
+    bn = functools.partial(_batch_norm, dtype=self.dtype)
     out = conv(x, self.planes, 3, self.stride, self.dilation, name="conv1")
-    out = nn.relu(_batch_norm(train, "bn1")(out))
+    out = nn.relu(bn(train, "bn1")(out))
     out = conv(out, self.planes, 3, 1, self.dilation, name="conv2")
-    out = _batch_norm(train, "bn2", self.zero_init_last_bn)(out)
-    return nn.relu(out + _shortcut(x, self.planes, self.stride, train))
+    out = bn(train, "bn2", self.zero_init_last_bn)(out)
+    return nn.relu(out + _shortcut(x, self.planes, self.stride, train,
+                                   self.dtype))
 
 
 class Bottleneck(nn.Module):
@@ -98,30 +107,34 @@ class Bottleneck(nn.Module):
   dilation: int = 1
   padding_mode: str = "zeros"
   zero_init_last_bn: bool = True
+  dtype: Any = jnp.float32
   expansion = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    conv = functools.partial(_conv, padding_mode=self.padding_mode)
+    conv = functools.partial(_conv, padding_mode=self.padding_mode,
+                             dtype=self.dtype)
+    bn = functools.partial(_batch_norm, dtype=self.dtype)
     out = conv(x, self.planes, 1, name="conv1")
-    out = nn.relu(_batch_norm(train, "bn1")(out))
+    out = nn.relu(bn(train, "bn1")(out))
     # torchvision v1.5: the stride sits on the 3x3 conv.
     out = conv(out, self.planes, 3, self.stride, self.dilation, name="conv2")
-    out = nn.relu(_batch_norm(train, "bn2")(out))
+    out = nn.relu(bn(train, "bn2")(out))
     out = conv(out, self.planes * 4, 1, name="conv3")
-    out = _batch_norm(train, "bn3", self.zero_init_last_bn)(out)
-    return nn.relu(out + _shortcut(x, self.planes * 4, self.stride, train))
+    out = bn(train, "bn3", self.zero_init_last_bn)(out)
+    return nn.relu(out + _shortcut(x, self.planes * 4, self.stride, train,
+                                   self.dtype))
 
 
-def _shortcut(x: jax.Array, features: int, stride: int,
-              train: bool) -> jax.Array:
+def _shortcut(x: jax.Array, features: int, stride: int, train: bool,
+              dtype: Any = jnp.float32) -> jax.Array:
   """Identity, or torchvision's `downsample` (1x1 conv + BN) when needed."""
   if stride == 1 and x.shape[-1] == features:
     return x
   # Called from inside a block's compact __call__, so these submodules
   # attach to that block (names downsample_conv / downsample_bn).
-  y = _conv(x, features, 1, stride, name="downsample_conv")
-  return _batch_norm(train, "downsample_bn")(y)
+  y = _conv(x, features, 1, stride, name="downsample_conv", dtype=dtype)
+  return _batch_norm(train, "downsample_bn", dtype=dtype)(y)
 
 
 class Stage(nn.Module):
@@ -134,6 +147,7 @@ class Stage(nn.Module):
   dilation: int
   padding_mode: str
   zero_init_last_bn: bool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -142,7 +156,8 @@ class Stage(nn.Module):
           planes=self.planes, stride=self.stride if j == 0 else 1,
           dilation=self.first_dilation if j == 0 else self.dilation,
           padding_mode=self.padding_mode,
-          zero_init_last_bn=self.zero_init_last_bn, name=f"block{j}")(x, train)
+          zero_init_last_bn=self.zero_init_last_bn, dtype=self.dtype,
+          name=f"block{j}")(x, train)
     return x
 
 
@@ -167,12 +182,15 @@ class ResNet(nn.Module):
     zero_init_last_bn: zero gamma on each block's last BN.
     use_max_pool: the stem's 3x3 stride-2 max pool (LIIR removes it:
       LIIR_pytorch `models/resnet.py:59-64,102-109`).
+    dtype: compute dtype of convs and BN outputs (models/precision.py);
+      parameters and BN statistics are float32.
 
   Call: `x` float [B, H, W, 3] (normalised image), `train` bool, and an
   optional `stem_hook` applied to the stem's conv1 -> BN -> ReLU output
   [B, ceil(H/2), ceil(W/2), width] before the max pool (LIIR adds its
   position embedding there). Returns {"stem": [B, H/4, W/4, width] (H/2
-  without the max pool), "stage1": ..., "stage<num_stages>": ...}.
+  without the max pool), "stage1": ..., "stage<num_stages>": ...}, in
+  `dtype`.
   """
   stage_sizes: Sequence[int]
   block_cls: Any = BasicBlock
@@ -184,6 +202,7 @@ class ResNet(nn.Module):
   zero_init_last_bn: bool = True
   widths: Sequence[int] | None = None
   use_max_pool: bool = True
+  dtype: Any = jnp.float32
 
   def stage_widths(self) -> tuple[int, ...]:
     """`planes` of each stage."""
@@ -203,8 +222,8 @@ class ResNet(nn.Module):
                        f"[1, {len(self.stage_sizes)}].")
     widths = self.stage_widths()
     x = _conv(x, self.width, 7, 2, padding_mode=self.padding_mode,
-              name="conv1")
-    x = nn.relu(_batch_norm(train, "bn1")(x))
+              name="conv1", dtype=self.dtype)
+    x = nn.relu(_batch_norm(train, "bn1", dtype=self.dtype)(x))
     if stem_hook is not None:
       x = stem_hook(x)
     if self.use_max_pool:
@@ -219,7 +238,7 @@ class ResNet(nn.Module):
           planes=widths[i], stride=self.strides[i],
           first_dilation=previous_dilation, dilation=self.dilations[i],
           padding_mode=self.padding_mode,
-          zero_init_last_bn=self.zero_init_last_bn,
+          zero_init_last_bn=self.zero_init_last_bn, dtype=self.dtype,
           name=f"layer{i + 1}")(x, train)
       previous_dilation = self.dilations[i]
       feats[f"stage{i + 1}"] = x
