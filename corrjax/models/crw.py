@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 
 from corrjax.models import heads
-from corrjax.models import precision
 from corrjax.models import resnet
 from corrjax.ops import l2norm
 
