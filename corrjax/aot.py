@@ -42,12 +42,11 @@ from absl import flags
 from absl import logging
 import jax
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file, optionally with ':arg'.",
-    lock_config=True)
+from corrjax import cli_flags  # pylint: disable=g-import-not-at-top
+
+_CONFIG = cli_flags.config_file_flag()
 _TOPOLOGY = flags.DEFINE_string("topology", "v5e:4x4",
                                 "libtpu topology, e.g. v5e:16x16, v4:2x2x4.")
 _NUM_SLICES = flags.DEFINE_integer("num_slices", 1,

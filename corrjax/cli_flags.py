@@ -4,6 +4,18 @@ line `corrjax: error: ...` and exit status 1, never a usage dump."""
 import sys
 
 from absl import flags
+from ml_collections import config_flags
+
+
+def config_file_flag() -> flags.FlagHolder:
+  """`--config=<file>[:arg]` (a locked ConfigDict), defined once per process:
+  `corrjax.main` and `corrjax.aot` share it when both are imported (as in
+  one test process) instead of failing with absl's DuplicateFlagError."""
+  if "config" in flags.FLAGS:
+    return flags.FlagHolder(flags.FLAGS, flags.FLAGS["config"])
+  return config_flags.DEFINE_config_file(
+      "config", None, "Path to a config file, optionally with ':arg'.",
+      lock_config=True)
 
 
 def parse_or_exit(argv: list[str]) -> list[str]:

@@ -24,8 +24,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF computes nothing.
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from corrjax import cli_flags  # pylint: disable=g-import-not-at-top
 from corrjax import config_defaults  # pylint: disable=g-import-not-at-top
 from corrjax import console  # pylint: disable=g-import-not-at-top
 from corrjax import input_checks  # pylint: disable=g-import-not-at-top
@@ -36,9 +36,7 @@ def _env_int(name: str) -> int | None:
   value = os.environ.get(name)
   return int(value) if value else None
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file, optionally with ':arg'.",
-    lock_config=True)
+_CONFIG = cli_flags.config_file_flag()
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default: ./workdir/<config name>).")
 _MODE = flags.DEFINE_string(

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from corrjax.models import heads
+from corrjax.models import precision
 from corrjax.models import resnet
 from corrjax.ops import l2norm
 
@@ -34,7 +35,7 @@ class SelfSimHead(nn.Module):
   """
   depth: int = 0
   out_dim: int = 128
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -76,7 +77,7 @@ class CRWNet(nn.Module):
   padding_mode: str = "reflect"
   head_depth: int = 0
   embed_dim: int = 128
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, patches: jax.Array,
@@ -103,10 +104,10 @@ class CRWNet(nn.Module):
         dtype=self.dtype, name="encoder")
     feats = encoder(patches.reshape(-1, *patches.shape[3:]), train)
     maps = feats[f"stage{len(self.strides)}"]
-    maps = maps.astype(jnp.float32)
+    maps = precision.to_float32(maps)
     pooled = jnp.mean(maps, axis=(1, 2))  # `model.py:107`.
-    nodes = l2norm.l2_normalize(SelfSimHead(
+    nodes = l2norm.l2_normalize(precision.to_float32(SelfSimHead(
         self.head_depth, self.embed_dim, self.dtype,
-        name="selfsim_fc")(pooled).astype(jnp.float32))
+        name="selfsim_fc")(pooled)))
     return {"nodes": nodes.reshape(*lead, nodes.shape[-1]),
             "maps": maps.reshape(*lead, *maps.shape[1:])}

@@ -5,7 +5,6 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from corrjax.models import heads
 from corrjax.models import precision
@@ -36,7 +35,7 @@ class FineGrainedNet(nn.Module):
   projection_hidden_dim: int = 2048
   prediction_hidden_dim: int = 2048
   projection_dim: int = 256
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   def setup(self):
     self.encoder = resnet.make_resnet(
@@ -58,5 +57,5 @@ class FineGrainedNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
     """x: [B, H, W, 3] -> {"feats", "proj", "pred"}; pred: [B, h, w, D]."""
     out = self.project(x, train)
-    out["pred"] = self.predictor(out["proj"], train).astype(jnp.float32)
+    out["pred"] = precision.to_float32(self.predictor(out["proj"], train))
     return out

@@ -35,7 +35,7 @@ class ProjectionHead(nn.Module):
   """
   hidden_dim: int = 2048
   out_dim: int = 256
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -36,7 +36,7 @@ class MLPHead(nn.Module):
   out_dim: int
   batch_norm: bool = False
   out_bias: bool = True
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -84,7 +84,7 @@ class ImageSSLNet(nn.Module):
   projection_bn: bool = False
   projection_out_bias: bool = True
   prediction_hidden_dim: int = 0
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   def setup(self):
     self.encoder = resnet.make_resnet(
@@ -103,7 +103,7 @@ class ImageSSLNet(nn.Module):
     """x: float [B, H, W, 3] normalised images -> {"embedding": [B, C]
     (global average of the last stage), "proj": [B, projection_dim]}."""
     feats = self.encoder(x, train)[f"stage{len(self.strides)}"]
-    embedding = jnp.mean(feats.astype(jnp.float32), axis=(1, 2))
+    embedding = jnp.mean(precision.to_float32(feats), axis=(1, 2))
     return precision.to_float32(
         {"embedding": embedding, "proj": self.projector(embedding, train)})
 
@@ -111,5 +111,5 @@ class ImageSSLNet(nn.Module):
     """`project`, plus "pred": [B, projection_dim] if there is a predictor."""
     out = self.project(x, train)
     if self.prediction_hidden_dim:
-      out["pred"] = self.predictor(out["proj"], train).astype(jnp.float32)
+      out["pred"] = precision.to_float32(self.predictor(out["proj"], train))
     return out

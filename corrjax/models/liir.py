@@ -151,7 +151,7 @@ class LIIRNet(nn.Module):
   match_dim: int = 64
   semantic_dim: int = 128
   use_pe: bool = True
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   def setup(self):
     self.encoder = resnet.make_resnet(

@@ -50,7 +50,7 @@ LAYOUTS = {
 
 
 def _trunk(arch: str, width: int, name: str,
-           dtype: Any = jnp.float32) -> resnet.ResNet:
+           dtype: Any = None) -> resnet.ResNet:
   strides, num_stages = LAYOUTS[arch]
   return resnet.make_resnet(arch, width=width, strides=strides,
                             num_stages=num_stages, dtype=dtype, name=name)
@@ -84,7 +84,7 @@ class VisualEncoder(nn.Module):
   arch: str = "resnet18"
   width: int = 64
   key_dim: int = 128
-  dtype: Any = jnp.float32  # Compute dtype; outputs are float32.
+  dtype: Any = None  # Compute dtype; outputs are float32.
 
   @nn.compact
   def __call__(self, frames: jax.Array, train: bool = False
@@ -93,7 +93,7 @@ class VisualEncoder(nn.Module):
     res4 = _res4(feats)
     key = nn.Conv(self.key_dim, (1, 1), dtype=self.dtype, name="key")(res4)
     return precision.to_float32(
-        {"key": l2_normalize(key.astype(jnp.float32)), "res4": res4,
+        {"key": l2_normalize(precision.to_float32(key)), "res4": res4,
          "skip8": feats["stage2"], "skip4": feats["stage1"]})
 
 
@@ -102,21 +102,21 @@ class MaskEncoder(nn.Module):
   arch: str = "resnet18"
   width: int = 64
   value_dim: int = 512
-  dtype: Any = jnp.float32  # Compute dtype; outputs are float32.
+  dtype: Any = None  # Compute dtype; outputs are float32.
 
   @nn.compact
   def __call__(self, frames: jax.Array, masks: jax.Array,
                train: bool = False) -> jax.Array:
     x = jnp.concatenate([frames, masks[..., None].astype(frames.dtype)], -1)
     feats = _trunk(self.arch, self.width, "trunk", self.dtype)(x, train)
-    return nn.Conv(self.value_dim, (1, 1), dtype=self.dtype, name="value")(
-        _res4(feats)).astype(jnp.float32)
+    return precision.to_float32(nn.Conv(
+        self.value_dim, (1, 1), dtype=self.dtype, name="value")(_res4(feats)))
 
 
 class ResBlock(nn.Module):
   """Pre-activation residual block without BN (STCN `ResBlock`)."""
   features: int
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -133,7 +133,7 @@ class ResBlock(nn.Module):
 class MaskDecoder(nn.Module):
   """D: [V_q, Vbar_q] [B, h, w, 2D'] + E's skips -> logits [B, H, W]."""
   widths: Sequence[int] = (512, 256, 128)
-  dtype: Any = jnp.float32  # Compute dtype; the logits are float32.
+  dtype: Any = None  # Compute dtype; the logits are float32.
 
   @nn.compact
   def __call__(self, x: jax.Array, skip8: jax.Array,
@@ -146,7 +146,7 @@ class MaskDecoder(nn.Module):
     x = resize(x, skip4.shape[1:3])
     x = x + conv(c2, (3, 3), padding=1, name="skip4_conv")(skip4)
     x = ResBlock(c3, self.dtype, name="block4")(x)
-    x = conv(1, (1, 1), name="pred")(nn.relu(x)).astype(jnp.float32)
+    x = precision.to_float32(conv(1, (1, 1), name="pred")(nn.relu(x)))
     h, w = skip4.shape[1:3]
     return resize(x, (4 * h, 4 * w))[..., 0]
 
@@ -169,7 +169,7 @@ class MaskVOSNet(nn.Module):
   value_dim: int = 512
   decoder_widths: Sequence[int] = (512, 256, 128)
   temperature: float = 1.0
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   def setup(self):
     self.encoder = VisualEncoder(self.arch, self.width, self.key_dim,

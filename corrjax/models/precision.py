@@ -14,12 +14,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# 'float32' is None, Flax's "the dtype of the inputs and parameters": float32
+# in every run, float64 in the x64 parity tests (an explicit float32 would
+# round those to float32).
+DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
 def compute_dtype(model_config: Any) -> Any:
-  """The jnp dtype named by `model_config.dtype` (float32 when absent, as in
-  configs saved before the field existed)."""
+  """The compute dtype named by `model_config.dtype` ('float32' when absent,
+  as in configs saved before the field existed): None for 'float32' (see
+  DTYPES), jnp.bfloat16 for 'bfloat16'."""
   name = model_config.get("dtype", "float32") or "float32"
   if name not in DTYPES:
     raise ValueError(f"Unknown model.dtype {name!r}; choose from "
@@ -28,9 +32,11 @@ def compute_dtype(model_config: Any) -> Any:
 
 
 def to_float32(tree: Any) -> Any:
-  """Casts every floating leaf of `tree` to float32 (others unchanged)."""
+  """Casts every floating leaf of `tree` narrower than float32 (bfloat16,
+  float16) to float32; float32 and float64 leaves (the x64 parity tests)
+  and non-floating leaves are unchanged."""
   def cast(x):
     if jnp.issubdtype(x.dtype, jnp.floating):
-      return x.astype(jnp.float32)
+      return x.astype(jnp.promote_types(x.dtype, jnp.float32))
     return x
   return jax.tree_util.tree_map(cast, tree)

@@ -37,7 +37,7 @@ BN_EPSILON = 1e-5
 
 def _conv(x: jax.Array, features: int, kernel: int, stride: int = 1,
           dilation: int = 1, padding_mode: str = "zeros", *,
-          name: str, dtype: Any = jnp.float32) -> jax.Array:
+          name: str, dtype: Any = None) -> jax.Array:
   """A bias-free conv with PyTorch padding; must run inside a compact method.
 
   Args:
@@ -48,7 +48,8 @@ def _conv(x: jax.Array, features: int, kernel: int, stride: int = 1,
     dilation: kernel dilation.
     padding_mode: 'zeros' or 'reflect' (CRW's `--model-type scratch`).
     name: submodule name (torchvision's, e.g. 'conv1').
-    dtype: compute dtype (the kernel is stored in float32).
+    dtype: compute dtype (None: that of x and the kernel; the kernel is
+      stored in float32).
 
   Returns:
     [B, H', W', C_out] in `dtype`.
@@ -68,7 +69,7 @@ def _conv(x: jax.Array, features: int, kernel: int, stride: int = 1,
 
 
 def _batch_norm(train: bool, name: str, zero_init: bool = False,
-                dtype: Any = jnp.float32) -> nn.Module:
+                dtype: Any = None) -> nn.Module:
   """PyTorch's BatchNorm2d; statistics and scale/bias stay float32 (Flax
   reduces in float32), the output is in `dtype`."""
   return nn.BatchNorm(
@@ -84,7 +85,7 @@ class BasicBlock(nn.Module):
   dilation: int = 1
   padding_mode: str = "zeros"
   zero_init_last_bn: bool = True
-  dtype: Any = jnp.float32
+  dtype: Any = None
   expansion = 1
 
   @nn.compact
@@ -107,7 +108,7 @@ class Bottleneck(nn.Module):
   dilation: int = 1
   padding_mode: str = "zeros"
   zero_init_last_bn: bool = True
-  dtype: Any = jnp.float32
+  dtype: Any = None
   expansion = 4
 
   @nn.compact
@@ -127,7 +128,7 @@ class Bottleneck(nn.Module):
 
 
 def _shortcut(x: jax.Array, features: int, stride: int, train: bool,
-              dtype: Any = jnp.float32) -> jax.Array:
+              dtype: Any = None) -> jax.Array:
   """Identity, or torchvision's `downsample` (1x1 conv + BN) when needed."""
   if stride == 1 and x.shape[-1] == features:
     return x
@@ -147,7 +148,7 @@ class Stage(nn.Module):
   dilation: int
   padding_mode: str
   zero_init_last_bn: bool
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -202,7 +203,7 @@ class ResNet(nn.Module):
   zero_init_last_bn: bool = True
   widths: Sequence[int] | None = None
   use_max_pool: bool = True
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   def stage_widths(self) -> tuple[int, ...]:
     """`planes` of each stage."""

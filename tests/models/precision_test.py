@@ -25,9 +25,11 @@ CONFIGS = {"fine_grained": "fc", "moco": "moco", "byol": "byol",
 # tiny smoke networks (a dozen conv/BN layers) outputs drift by ~1 % of
 # their scale: the forward test allows 5 % of each output's max |value|.
 FORWARD_RTOL = 0.05
-# FC's loss per view pair is 2 - 2 cos in [0, 4] (two views: [0, 8]); 20 SGD
-# steps in bf16 stay within 0.1 of the float32 curve (measured ~1e-2).
-CURVE_ATOL = 0.1
+# FC's smoke loss moves between about +0.4 and -2.8 over these 20 SGD steps
+# (momentum 0.9); bf16 drifts from float32 by up to 0.11 by step 20 on the
+# ResNet-10 smoke trunk (~4 % of the curve's range; 1e-2 in the first
+# steps): the curve test allows 0.2.
+CURVE_ATOL = 0.2
 
 
 def _config(method: str, dtype: str):
@@ -44,7 +46,9 @@ def _floating(tree) -> set[str]:
 
 def test_compute_dtype_names_and_error():
   assert precision.compute_dtype({"dtype": "bfloat16"}) == jnp.bfloat16
-  assert precision.compute_dtype({}) == jnp.float32  # Configs saved before.
+  # float32: the inputs' and parameters' dtype (float64 under x64).
+  assert precision.compute_dtype({"dtype": "float32"}) is None
+  assert precision.compute_dtype({}) is None  # Configs saved before.
   with pytest.raises(ValueError, match=r"Unknown model.dtype 'fp16'"):
     precision.compute_dtype({"dtype": "fp16"})
 
