@@ -81,3 +81,37 @@ def upsample_argmax(soft: np.ndarray, height: int, width: int) -> np.ndarray:
   """float [h, w, K] -> int32 [H, W] ids after a bilinear resize."""
   return np.argmax(resize_bilinear(soft, height, width), axis=-1).astype(
       np.int32)
+
+
+def frames_and_first_mask(video, crop_size: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
+  """The frames and first mask a propagation protocol works on.
+
+  Args:
+    video: an evals.vos.Video (frames uint8 [T, H, W, 3], masks [T, H, W]).
+    crop_size: -1 for native resolution; > 0 resizes the frames (bilinear)
+      and the first mask (nearest) to a crop_size x crop_size square.
+
+  Raises:
+    ValueError: one line when frames and masks differ in size.
+  """
+  t, height, width = video.masks.shape
+  if video.frames.shape[:3] != (t, height, width):
+    raise ValueError(f"{video.name}: frames {video.frames.shape[:3]} and "
+                     f"masks {video.masks.shape} differ in size.")
+  frames, first = video.frames, video.masks[0]
+  if crop_size > 0:
+    frames = resize_frames(frames, crop_size, crop_size)
+    first = resize_nearest(first, crop_size, crop_size)
+  return frames, first
+
+
+def check_feature_grid(name: str, feats: np.ndarray, size: tuple[int, int],
+                       stride: int) -> tuple[int, int]:
+  """`feature_grid(*size, stride)`, or one-line ValueError when `feats`
+  [T, h, w, C] of video `name` are not on it."""
+  grid = feature_grid(*size, stride)
+  if feats.shape[1:3] != grid:
+    raise ValueError(f"{name}: features {feats.shape[1:3]} are not on "
+                     f"the stride-{stride} grid {grid} of {size}.")
+  return grid

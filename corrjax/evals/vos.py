@@ -64,22 +64,13 @@ def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
     int32 [T, H, W] predicted ids; frame 0 is the ground truth's.
   """
   t, height, width = video.masks.shape
-  if video.frames.shape[:3] != (t, height, width):
-    raise ValueError(f"{video.name}: frames {video.frames.shape[:3]} and "
-                     f"masks {video.masks.shape} differ in size.")
+  frames, first = labels_lib.frames_and_first_mask(video, crop_size)
   num_classes = int(video.masks[0].max()) + 1
-  frames, first = video.frames, video.masks[0]
-  if crop_size > 0:
-    frames = labels_lib.resize_frames(frames, crop_size, crop_size)
-    first = labels_lib.resize_nearest(first, crop_size, crop_size)
   size = frames.shape[1:3]
   start = time.time()
   feats = feature_fn(frames)
   extracted = time.time()
-  grid = labels_lib.feature_grid(*size, stride)
-  if feats.shape[1:3] != grid:
-    raise ValueError(f"{video.name}: features {feats.shape[1:3]} are not on "
-                     f"the stride-{stride} grid {grid} of {size}.")
+  labels_lib.check_feature_grid(video.name, feats, size, stride)
   labels0 = labels_lib.downsample_labels(first, num_classes, stride)
   soft = np.asarray(label_propagation.propagate(
       feats, labels0, topk=topk, radius=radius, context=context,

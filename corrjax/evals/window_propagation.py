@@ -237,21 +237,12 @@ def predict_video(video, feature_fn: Callable[[np.ndarray], np.ndarray], *,
     int32 [T, H, W] predicted ids; frame 0 is the ground truth's.
   """
   t, height, width = video.masks.shape
-  if video.frames.shape[:3] != (t, height, width):
-    raise ValueError(f"{video.name}: frames {video.frames.shape[:3]} and "
-                     f"masks {video.masks.shape} differ in size.")
-  frames, first = video.frames, video.masks[0]
-  if crop_size > 0:
-    frames = labels_lib.resize_frames(frames, crop_size, crop_size)
-    first = labels_lib.resize_nearest(first, crop_size, crop_size)
+  frames, first = labels_lib.frames_and_first_mask(video, crop_size)
   size = frames.shape[1:3]
   start = time.time()
   feats = np.asarray(feature_fn(frames), np.float32)
   extracted = time.time()
-  grid = labels_lib.feature_grid(*size, stride)
-  if feats.shape[1:3] != grid:
-    raise ValueError(f"{video.name}: features {feats.shape[1:3]} are not on "
-                     f"the stride-{stride} grid {grid} of {size}.")
+  grid = labels_lib.check_feature_grid(video.name, feats, size, stride)
   padded = np.zeros((grid[0] * stride, grid[1] * stride), np.int32)
   padded[:size[0], :size[1]] = first
   _, maps = propagate(feats, padded, int(first.max()) + 1, window=window,
