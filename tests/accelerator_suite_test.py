@@ -10,9 +10,6 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
-
-
 def _suite():
   sys.path.insert(0, os.path.join(REPO, "benchmarks"))
   spec = importlib.util.spec_from_file_location(

@@ -14,9 +14,6 @@ from corrjax import methods
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
-
-
 @pytest.mark.parametrize("name", ["fc", "crw", "moco", "liir", "mask_vos"])
 def test_batch_spec_matches_the_pipeline(name):
   config = config_defaults.load(os.path.join(REPO, f"configs/{name}.py:smoke"))

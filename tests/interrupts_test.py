@@ -27,10 +27,10 @@ from corrjax import interrupts
 from corrjax import memory_budget
 from corrjax import train
 
-# One worker runs the module, so its module-scoped reference run is made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = [pytest.mark.usefixtures("fast_compile"),
-              pytest.mark.xdist_group("interrupts")]
+# One worker runs the module, so its reference run is made once (`--dist
+# loadgroup`, pyproject.toml); session-scoped, because that worker may run
+# other modules' tests in between, which would tear down a module fixture.
+pytestmark = pytest.mark.xdist_group("interrupts")
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +57,7 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory):
   """Parameters of the uninterrupted run."""
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))

@@ -98,7 +98,7 @@ def test_smoke_from_another_folder_is_labelled_and_quiet(tmp_path):
   assert "step 4/4" in (workdir / "corrjax.log").read_text()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory):
   """The workdir of one uninterrupted resumable run, shared by the
   interruption tests."""

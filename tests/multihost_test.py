@@ -24,8 +24,6 @@ from corrjax import config_defaults
 from corrjax import main
 from corrjax import train
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "multihost_worker.py")
 # FC :smoke, 4 steps, checkpoints every 2, no evaluation. SGD, not FC's

@@ -16,9 +16,6 @@ from corrjax import networks
 from corrjax import run
 from corrjax import train
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
-
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

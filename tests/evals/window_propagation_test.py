@@ -14,9 +14,6 @@ from corrjax.evals import protocol as protocol_lib
 from corrjax.evals import vos
 from corrjax.evals import window_propagation as wp
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
-
-
 def _correlation(f1, f2, patch):
   """spatial-correlation-sampler (kernel 1, stride 1, padding 0):
   out[b, dy, dx, i, j] = sum_c f1[b, c, i, j] f2[b, c, i + dy - P // 2,

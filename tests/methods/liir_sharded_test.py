@@ -18,10 +18,9 @@ from corrjax import sharding
 from corrjax import train
 from corrjax.methods import liir as liir_method
 
-# One worker runs the module, so its module-scoped reference run is made once
+# One worker runs the module, so its cached reference runs are made once
 # (`--dist loadgroup`, pyproject.toml).
-pytestmark = [pytest.mark.usefixtures("fast_compile"),
-              pytest.mark.xdist_group("liir_sharded")]
+pytestmark = pytest.mark.xdist_group("liir_sharded")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

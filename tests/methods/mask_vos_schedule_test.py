@@ -25,10 +25,10 @@ from corrjax.data import pseudo_masks
 from corrjax.methods import mask_vos
 from corrjax.methods import mask_vos_rounds
 
-# One worker runs the module, so its module-scoped reference run is made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = [pytest.mark.usefixtures("fast_compile"),
-              pytest.mark.xdist_group("mask_vos_schedule")]
+# One worker runs the module, so its reference run is made once (`--dist
+# loadgroup`, pyproject.toml); session-scoped, because that worker may run
+# other modules' tests in between, which would tear down a module fixture.
+pytestmark = pytest.mark.xdist_group("mask_vos_schedule")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -55,7 +55,7 @@ def _masks(workdir, k):
           for v in sorted(os.listdir(out)) if v.startswith("synth_")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
   lines = []

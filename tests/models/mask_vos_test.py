@@ -11,9 +11,6 @@ from corrjax.models import mask_vos_inference as inference
 
 B, N, O, H, W = 2, 2, 2, 16, 24
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
-
-
 def _tiny(arch="resnet18", **kwargs):
   return mask_vos.MaskVOSNet(arch=arch, width=4, key_dim=8, value_dim=16,
                              decoder_widths=(16, 8, 8), **kwargs)

@@ -15,8 +15,6 @@ from corrjax import sharding
 from corrjax import train
 from corrjax.models import precision
 
-pytestmark = pytest.mark.usefixtures("fast_compile")
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 CONFIGS = {"fine_grained": "fc", "moco": "moco", "byol": "byol",
