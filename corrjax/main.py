@@ -17,7 +17,7 @@ import os
 import re
 import sys
 
-# Before anything imports TensorFlow (clu does): silence its C++ banners.
+# Before anything imports TensorFlow (a tfds reader): silence its banners.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF computes nothing.
 
@@ -160,8 +160,6 @@ def _quiet_orbax(record) -> bool:
 def _run(config, workdir: str, log, stop) -> None:
   """Imports JAX (late: --help and config errors stay fast) and runs."""
   import jax  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], "GPU")
   from corrjax import run  # pylint: disable=g-import-not-at-top
   from corrjax import train  # pylint: disable=g-import-not-at-top
 

@@ -9,13 +9,13 @@
 
 from collections.abc import Callable
 
-from clu import metric_writers
 import jax
 import ml_collections
 
 from corrjax import checkpointing
 from corrjax import methods
 from corrjax import networks
+from corrjax import summaries
 from corrjax import train as train_lib
 from corrjax.evals import runner
 
@@ -35,8 +35,7 @@ def evaluate(config: ml_collections.ConfigDict, tree: dict | None,
   evals = active_evals(config)
   if not evals:
     return {}
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+  writer = summaries.create_writer(workdir, enabled=jax.process_index() == 0)
   try:
     return runner.evaluate(
         evals, lambda name: networks.for_benchmark(config, name, tree,

@@ -12,20 +12,19 @@ import functools
 import os
 import time
 
-from clu import metric_writers
-from clu import periodic_actions
+from clu import metrics as clu_metrics
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from corrjax import checkpointing
 from corrjax import interrupts
 from corrjax import memory_budget
-from corrjax import sharding
 from corrjax import methods
 from corrjax import optim
 from corrjax import progress
+from corrjax import sharding
+from corrjax import summaries
 from corrjax import warm_start
 
 
@@ -88,6 +87,16 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
         "the data. The last checkpoint is intact.")
 
 
+def _add_to_means(window: dict | None,
+                  metrics: dict) -> dict[str, clu_metrics.Average]:
+  """Adds one step's scalar metrics (device arrays, not fetched) to the
+  running means of the steps since the last log line."""
+  step = {k: clu_metrics.Average(total=v, count=1) for k, v in metrics.items()}
+  if window is None:
+    return step
+  return {k: window[k].merge(mean) for k, mean in step.items()}
+
+
 def _compile_step(p_train_step, state, batch, log):
   """Compiles the step for these shapes and stops early if it cannot fit.
 
@@ -148,8 +157,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         if config.total_steps:
           log(f"training already finished (step {start_step})")
         return state
-      writer = metric_writers.create_default_writer(
-          workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+      writer = summaries.create_writer(workdir,
+                                       enabled=jax.process_index() == 0)
       state = _train_loop(config, mesh, method, model, tx, schedule, state_sh,
                           state, start_step, manager, writer, stop, log)
   finally:
@@ -172,11 +181,7 @@ def _train_loop(config, mesh, method, model, tx, schedule, state_sh, state,
   p_train_step = _compile_step(
       make_train_step(config, mesh, model, tx, schedule, state_sh),
       state, batch, log)
-  # Writes steps_per_sec and uptime to TensorBoard.
-  report_progress = periodic_actions.ReportProgress(
-      num_train_steps=config.total_steps, writer=writer,
-      every_steps=config.log_every_steps)
-  summed, count, saved_step = None, 0, start_step
+  window, saved_step = None, start_step  # Metric means since the last log.
   window_start, window_step = time.time(), start_step
   for step in range(start_step + 1, config.total_steps + 1):
     if stop.requested and saved_step == step - 1:
@@ -187,34 +192,32 @@ def _train_loop(config, mesh, method, model, tx, schedule, state_sh, state,
       batch = sharding.shard_host_batch(next(batches), batch_sh)
     state, metrics = p_train_step(state, batch)
     batch = None
-    summed = metrics if summed is None else jax.tree_util.tree_map(
-        jnp.add, summed, metrics)
-    count += 1
+    window = _add_to_means(window, metrics)
     if step == start_step + 1:  # The ETA starts after the first step.
       jax.block_until_ready(metrics)
       window_start, window_step = time.time(), step
-    report_progress(step)
     is_last = step == config.total_steps
     if step % config.log_every_steps == 0 or is_last:
-      means = {k: float(v) / count
-               for k, v in jax.device_get(summed).items()}
+      means = {k: float(mean.compute()) for k, mean in window.items()}
       _check_finite(means, step)
       now = time.time()
       rate = (step - window_step) / max(now - window_start, 1e-9)
       means["skipped_frames"] = len(source.bad_frames)
+      if step > window_step:
+        means["steps_per_sec"] = rate
       writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
       eta = (config.total_steps - step) / max(rate, 1e-9)
       rate_text = (f"{rate:.2f} steps/s | ETA {progress.format_seconds(eta)}"
                    if step > window_step else "first step")
       log(f"step {step}/{config.total_steps} | loss {means['loss']:.4f} | "
           f"{rate_text}")
-      summed, count = None, 0
+      window = None
       window_start, window_step = now, step
     must_save = step % config.checkpoint_every_steps == 0 or is_last
     if must_save or stop.requested:
-      if summed is not None:  # Never save a state that went non-finite.
-        _check_finite({k: float(v) for k, v in
-                       jax.device_get(summed).items()}, step)
+      if window is not None:  # Never save a state that went non-finite.
+        _check_finite({k: float(mean.total) for k, mean in window.items()},
+                      step)
       with stop.critical():
         checkpointing.save(manager, state,
                            force=is_last or bool(stop.requested))

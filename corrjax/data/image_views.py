@@ -26,6 +26,7 @@ from corrjax.data import augment
 from corrjax.data import color_augment
 from corrjax.data import pipeline
 from corrjax.data import sampler
+from corrjax.data import tfds_import
 
 _MAX_BAD_IMAGES_PER_EXAMPLE = 100
 
@@ -40,7 +41,7 @@ class TfdsImages:
   """
 
   def __init__(self, name: str, split: str, data_dir: str = ""):
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    tfds = tfds_import.import_tfds()
     try:  # Never downloads: ImageNet needs a manual download anyway.
       self._source = tfds.data_source(name, split=split,
                                       data_dir=data_dir or None,

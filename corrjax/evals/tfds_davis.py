@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from corrjax.data import tfds_import
 from corrjax.evals import vos
 
 CONFIGS = ("480p", "full_resolution")
@@ -63,7 +64,7 @@ def iterate_videos(split: str = "validation", config: str = "480p",
   Raises:
     ValueError: unknown split or config, or a malformed example.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = tfds_import.import_tfds()
   if config not in CONFIGS:
     raise ValueError(f"unknown davis config {config!r}; expected one of "
                      f"{CONFIGS}.")
