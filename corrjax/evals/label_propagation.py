@@ -59,14 +59,22 @@ device memory for at least 256 query rows, blocked otherwise.
 All matmuls run at `Precision.HIGHEST` (no TF32 on GPUs).
 
 Ties: the layouts order equal candidates as [frame 0 by key index, bank
-slots] where the reference orders [frame 0, oldest ... newest]; exact ties
-come from the copies of frame 0 (identical labels, so the choice does not
-matter). Similarities themselves are float32 sums in another order than
-torch's (differences ~1e-7), so two keys with different labels whose
-similarities are within rounding of each other at the top-k boundary can
-be ranked differently; the output then moves by that key's weight (seen
-once in 19,260 query cells of the benchmark's random features). Otherwise
-outputs agree with the reference to ~1e-6.
+slots] where the reference orders [frame 0, oldest ... newest]. Exact ties
+among the copies of a frame-0 key do not matter (identical labels); at an
+exact tie between two frame-0 keys, one with copies in the bank, both
+layouts keep frame 0's keys first, as the reference does on small integer
+features (`test_exact_ties_keep_frame_zero_keys_first`). Similarities
+themselves are float32 sums in another order than torch's (differences
+~1e-7), so two keys with different labels whose exact similarities differ
+by less than about their rounding at the top-k boundary can be ranked
+either way; the output then moves by that key's weight. No float32 order is
+right there: the reference itself moves at such cells when only the order
+of its sums changes (channels reversed: 3 of the benchmark's 19,260 query
+cells, by up to 0.1), and on those inputs the blocked layout equals the
+reference run in float64 (8.3e-7) where the reference's float32 run does
+not (0.085 at one cell; `benchmarks/propagation_ties.py`,
+docs/benchmarks.md "Ties").
+Otherwise outputs agree with the reference to ~1e-6.
 """
 
 import functools

@@ -208,3 +208,33 @@ def test_translated_texture_carries_its_label():
     # Columns < t * shift show texture that entered the view (no label).
     np.testing.assert_array_equal(out[t].argmax(-1)[:, t * shift:],
                                   ids[:, :w - t * shift])
+
+
+@pytest.mark.usefixtures("fast_compile")
+@pytest.mark.parametrize("far,near", [((1, 0), (1, 5)), ((1, 8), (1, 3))])
+def test_exact_ties_keep_frame_zero_keys_first(far, near):
+  # The benchmark's tie (docs/benchmarks.md, "Ties"), in exact arithmetic:
+  # small integer features, so every float path gives the same sums. For
+  # the query at (1, 4) of frame 1, key C (sim 2) leads, then frame-0 keys
+  # `far` (outside the radius, label 0) and `near` (inside, label 1, its
+  # copies fill the bank) tie at sim 1 for the last 2 of 3 places. A stable
+  # top-k over [frame 0 by index, bank slots] (the transcription) keeps
+  # both frame-0 keys, whichever index is lower; the reference's torch.topk
+  # did the same on these inputs (`benchmarks/propagation.py`
+  # reference_propagate, torch 2.13 CPU; not run here).
+  h, w = 3, 9
+  feats = np.zeros((2, h, w, 4), np.float32)
+  feats[..., 1] = 1
+  feats[0, 0, 8] = [2, 0, 0, 0]
+  feats[0][far] = feats[0][near] = feats[1, 1, 4] = [1, 0, 0, 0]
+  ids = np.full((h, w), 2)
+  ids[far], ids[near] = 0, 1
+  labels0 = np.eye(3, dtype=np.float32)[ids]
+  kw = dict(topk=3, radius=2.0, context=2, temperature=1.0)
+  expected = _reference_numpy(feats, labels0, **kw)
+  weights = np.exp([1.0, 1.0, 2.0]) / np.exp([1.0, 1.0, 2.0]).sum()
+  np.testing.assert_allclose(expected[1, 1, 4], weights, atol=1e-6)
+  for impl in ("blocked", "dense"):  # Blocked: far and near in 2 blocks.
+    ours = label_propagation.propagate(feats, labels0, impl=impl,
+                                       query_chunk=8, **kw)
+    np.testing.assert_allclose(ours, expected, atol=1e-6)
