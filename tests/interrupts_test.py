@@ -28,8 +28,7 @@ from corrjax import memory_budget
 from corrjax import train
 
 # One worker runs the module, so its reference run is made once (`--dist
-# loadgroup`, pyproject.toml); session-scoped, because that worker may run
-# other modules' tests in between, which would tear down a module fixture.
+# loadgroup`, pyproject.toml).
 pytestmark = pytest.mark.xdist_group("interrupts")
 
 
@@ -57,12 +56,19 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.fixture(scope="session")
+_REFERENCE = {}
+
+
+@pytest.fixture
 def reference(tmp_path_factory):
-  """Parameters of the uninterrupted run."""
-  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  train.train(_config(), workdir, log=lambda m: None)
-  return _params(workdir, STEPS)
+  """Parameters of the uninterrupted run (made once per worker)."""
+  # Kept in a module global, not by fixture scope: an xdist worker tears
+  # down even session fixtures whenever its queue of tests runs dry.
+  if not _REFERENCE:
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    train.train(_config(), workdir, log=lambda m: None)
+    _REFERENCE["params"] = _params(workdir, STEPS)
+  return _REFERENCE["params"]
 
 
 def _resume_and_compare(workdir, reference):

@@ -98,16 +98,23 @@ def test_smoke_from_another_folder_is_labelled_and_quiet(tmp_path):
   assert "step 4/4" in (workdir / "corrjax.log").read_text()
 
 
-@pytest.fixture(scope="session")
+_UNINTERRUPTED = {}
+
+
+@pytest.fixture
 def uninterrupted(tmp_path_factory):
   """The workdir of one uninterrupted resumable run, shared by the
-  interruption tests."""
-  reference = tmp_path_factory.mktemp("uninterrupted")
-  result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
-                "--config.checkpoint_every_steps=100")
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert checkpointing.complete_steps(reference) == [24]
-  return reference
+  interruption tests (made once per worker)."""
+  # Kept in a module global, not by fixture scope: an xdist worker tears
+  # down even session fixtures whenever its queue of tests runs dry.
+  if not _UNINTERRUPTED:
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
+                  "--config.checkpoint_every_steps=100")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert checkpointing.complete_steps(reference) == [24]
+    _UNINTERRUPTED["workdir"] = reference
+  return _UNINTERRUPTED["workdir"]
 
 
 @pytest.mark.slow

@@ -38,7 +38,10 @@ OVERRIDES = {"optim.name": "sgd", "optim.learning_rate": 0.1,
 def _env():
   env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
              JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
-  env.pop("XLA_FLAGS", None)
+  # Each worker sets its own device count; keep tests/conftest.py's
+  # compile-time flags only.
+  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                              if "device_count" not in f)
   return env
 
 

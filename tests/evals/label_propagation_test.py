@@ -210,7 +210,6 @@ def test_translated_texture_carries_its_label():
                                   ids[:, :w - t * shift])
 
 
-@pytest.mark.usefixtures("fast_compile")
 @pytest.mark.parametrize("far,near", [((1, 0), (1, 5)), ((1, 8), (1, 3))])
 def test_exact_ties_keep_frame_zero_keys_first(far, near):
   # The benchmark's tie (docs/benchmarks.md, "Ties"), in exact arithmetic:

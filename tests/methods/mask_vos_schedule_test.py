@@ -26,8 +26,7 @@ from corrjax.methods import mask_vos
 from corrjax.methods import mask_vos_rounds
 
 # One worker runs the module, so its reference run is made once (`--dist
-# loadgroup`, pyproject.toml); session-scoped, because that worker may run
-# other modules' tests in between, which would tear down a module fixture.
+# loadgroup`, pyproject.toml).
 pytestmark = pytest.mark.xdist_group("mask_vos_schedule")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -55,12 +54,20 @@ def _masks(workdir, k):
           for v in sorted(os.listdir(out)) if v.startswith("synth_")}
 
 
-@pytest.fixture(scope="session")
+_REFERENCE = {}
+
+
+@pytest.fixture
 def reference(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  lines = []
-  _run(workdir, log=lines.append)
-  return workdir, lines
+  """(workdir, printed lines) of the uninterrupted schedule (made once)."""
+  # Kept in a module global, not by fixture scope: an xdist worker tears
+  # down even session fixtures whenever its queue of tests runs dry.
+  if not _REFERENCE:
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    lines = []
+    _run(workdir, log=lines.append)
+    _REFERENCE["run"] = workdir, lines
+  return _REFERENCE["run"]
 
 
 def test_rounds_of_the_schedule():
