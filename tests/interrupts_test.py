@@ -27,10 +27,6 @@ from corrjax import interrupts
 from corrjax import memory_budget
 from corrjax import train
 
-# One worker runs the module, so its reference run is made once (`--dist
-# loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("interrupts")
-
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6

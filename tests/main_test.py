@@ -118,7 +118,6 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("cli_resume")  # One worker: one uninterrupted run.
 @pytest.mark.parametrize("sig,close_pipe", [
     (signal.SIGINT, True),  # Ctrl-C on `corrjax.main | tee log`.
     (None, True),  # The reader alone dies (`| head`): EPIPE stops the run.

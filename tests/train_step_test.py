@@ -14,10 +14,6 @@ from corrjax import optim
 from corrjax import sharding
 from corrjax import train
 
-# One worker runs the module, so its cached reference runs are made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("train_step")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -21,10 +21,6 @@ from corrjax import train
 from corrjax.data import normalization
 from corrjax.methods import byol
 
-# One worker runs the module, so its cached reference runs are made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("byol_runs")
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 

@@ -18,10 +18,6 @@ from corrjax import train
 from corrjax.methods import crw as crw_method
 from corrjax.models import crw as crw_model
 
-# One worker runs the module, so its cached reference runs are made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("crw_runs")
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 _TRAIN_STEP = crw_method.train_step

@@ -18,10 +18,6 @@ from corrjax import sharding
 from corrjax import train
 from corrjax.methods import liir as liir_method
 
-# One worker runs the module, so its cached reference runs are made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("liir_sharded")
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 STEPS = 4  # Queue of 2 batches: negatives from step 4 on.

@@ -16,10 +16,6 @@ from corrjax import train
 from corrjax.evals import protocol as protocol_lib
 from corrjax.methods import mask_vos
 
-# One worker runs the module, so its cached reference runs are made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("mask_vos_runs")
-
 def _config(repo_root, seg_weight=1.0):
   config = config_defaults.load(f"{repo_root}/configs/mask_vos.py:smoke")
   # SGD: Adam's first steps are ~lr * sign(grad), which turns summation-

@@ -25,10 +25,6 @@ from corrjax.data import pseudo_masks
 from corrjax.methods import mask_vos
 from corrjax.methods import mask_vos_rounds
 
-# One worker runs the module, so its reference run is made once (`--dist
-# loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("mask_vos_schedule")
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 STEPS = 5  # Phase 1: step 1; round 1: steps 2-3; round 2: steps 4-5.

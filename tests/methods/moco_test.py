@@ -25,10 +25,6 @@ from corrjax import train
 from corrjax.data import normalization
 from corrjax.methods import moco
 
-# One worker runs the module, so its cached reference runs are made once
-# (`--dist loadgroup`, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("moco_runs")
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
