@@ -120,7 +120,7 @@ def get_config(arg=None):
                                protocol="liir"))
   if arg.smoke:
     _set_model(c, width=4, widths=(4, 8, 8, 8), pe_size=(32, 32),
-               match_dim=8, semantic_dim=8)
+               match_dim=8, semantic_dim=8, arch="resnet10")
     c.liir.queue_size = 8
     c.data = frame_pairs.pair_data(
         source="synthetic", size=64, batch_size=4, num_threads=2,
@@ -133,8 +133,10 @@ def get_config(arg=None):
   return c
 
 
-def _set_model(c, **sizes):
-  """`c.model`: the stride-4 ResNet-18 of these sizes; `use_pe` follows
-  `c.liir.position_embedding` (a reference, so overrides carry over)."""
-  c.model = dict(strides=(1, 2, 1, 1), dtype="float32", **sizes)  # Or bf16.
+def _set_model(c, arch="resnet18", **sizes):
+  """`c.model`: the stride-4 ResNet-18 (ResNet-10 for `:smoke`) of these
+  sizes; `use_pe` follows `c.liir.position_embedding` (a reference, so
+  overrides carry over)."""
+  c.model = dict(arch=arch, strides=(1, 2, 1, 1), dtype="float32",  # Or bf16.
+                 **sizes)
   c.model.use_pe = c.liir.get_ref("position_embedding")

@@ -94,7 +94,9 @@ def get_config(arg=None):
                                                 num_frames=8, size=32))
     c.clustering.update(num_clusters=3, num_steps=10, pe_dim=6, size=(32, 32),
                         videos_per_call=2, frame_batch=4, grid_videos=1)
-    c.schedule.update(corr_steps=1, recluster_every=1,
+    # One correspondence step, then one clustered full-loss round of 2
+    # steps (tests/methods/mask_vos_schedule_test.py runs several rounds).
+    c.schedule.update(corr_steps=1, recluster_every=2,
                       seg_learning_rate=1e-4)
     c.evals = cd.smoke_evals(size=32)
     c.total_steps = 3

@@ -57,7 +57,8 @@ ARCH = "liir_resnet18"
 
 def build_model(config: ml_collections.ConfigDict) -> liir.LIIRNet:
   m = config.model
-  return liir.LIIRNet(width=m.width, widths=tuple(m.widths),
+  return liir.LIIRNet(arch=m.get("arch", "resnet18"), width=m.width,
+                      widths=tuple(m.widths),
                       strides=tuple(m.strides), pe_size=tuple(m.pe_size),
                       match_dim=m.match_dim, semantic_dim=m.semantic_dim,
                       use_pe=m.use_pe, dtype=precision.compute_dtype(m))
@@ -211,9 +212,13 @@ def _model_from_variables(variables: dict) -> liir.LIIRNet:
   width = params["encoder"]["conv1"]["kernel"].shape[-1]
   widths = tuple(params["encoder"][f"layer{i}"]["block0"]["conv1"]["kernel"]
                  .shape[-1] for i in range(1, 5))
+  blocks = tuple(sum(name.startswith("block")
+                     for name in params["encoder"][f"layer{i}"])
+                 for i in range(1, 5))
+  arch = {(1, 1, 1, 1): "resnet10", (2, 2, 2, 2): "resnet18"}[blocks]
   pe = params.get("pos_embed")
   return liir.LIIRNet(
-      width=width, widths=widths, strides=(1, 2, 1, 1),
+      arch=arch, width=width, widths=widths, strides=(1, 2, 1, 1),
       pe_size=tuple(pe.shape[1:3]) if pe is not None else (128, 128),
       match_dim=params["post_convolution"]["kernel"].shape[-1],
       use_pe=pe is not None)

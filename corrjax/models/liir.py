@@ -132,6 +132,8 @@ class LIIRNet(nn.Module):
   """LIIR's trunk, position embedding and heads.
 
   Attributes:
+    arch: 'resnet18' (the reference) or 'resnet10' (one block per stage,
+      the same names: the `:smoke` config's trunk, which compiles faster).
     width: stem width (64).
     widths: per-stage widths ((64, 128, 256, 256)).
     strides: per-stage strides ((1, 2, 1, 1): output stride 4).
@@ -144,6 +146,7 @@ class LIIRNet(nn.Module):
     dtype: compute dtype (models/precision.py); `__call__` and
       `pair_features` return float32.
   """
+  arch: str = "resnet18"
   width: int = 64
   widths: Sequence[int] = (64, 128, 256, 256)
   strides: Sequence[int] = (1, 2, 1, 1)
@@ -155,7 +158,7 @@ class LIIRNet(nn.Module):
 
   def setup(self):
     self.encoder = resnet.make_resnet(
-        "resnet18", width=self.width, widths=tuple(self.widths),
+        self.arch, width=self.width, widths=tuple(self.widths),
         strides=tuple(self.strides), use_max_pool=False,
         zero_init_last_bn=True, dtype=self.dtype)
     self.pos_embed = self.param("pos_embed", nn.initializers.zeros,
