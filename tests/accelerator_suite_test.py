@@ -6,7 +6,6 @@ import json
 import os
 import sys
 
-import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
