@@ -85,9 +85,7 @@ def main(argv):
     logging.get_absl_handler().addFilter(_quiet_orbax)
   stop = interrupts.StopRequest()
   log = console.Console(on_broken=stop.request)
-  try:  # The config file is loaded lazily, on first access.
-    config_defaults.make_configs_importable(
-        _config_flag_value().partition(":")[0])
+  try:  # parse_flags made `configs` importable and loaded the file.
     config = _CONFIG.value
     config.keys()  # Raises here if the file failed to load.
     input_checks.check_paths(config, train=_MODE.value == "train")
@@ -197,6 +195,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   config (with a 'Did you mean' hint) and ValueError/TypeError for bad
   values, as tracebacks; they are user errors, so print one line.
   """
+  for i, arg in enumerate(argv[1:], start=1):  # Parsing loads the file.
+    if arg.startswith("--config=") or (arg == "--config" and i + 1 < len(argv)):
+      path = arg[len("--config="):] if "=" in arg else argv[i + 1]
+      config_defaults.make_configs_importable(path.partition(":")[0])
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

@@ -75,9 +75,14 @@ def _assert_trees_equal(a, b):
 
 @pytest.mark.slow
 def test_smoke_from_another_folder_is_labelled_and_quiet(tmp_path):
-  """The README's main command (smoke-sized), run outside the clone."""
+  """The README's main command (smoke-sized), run outside the clone with
+  the package importable as `pip install -e .` makes it (corrjax only, not
+  configs/, whose files import each other)."""
   env = _env()
-  env["PYTHONPATH"] = REPO
+  installed = tmp_path / "site"
+  installed.mkdir()
+  os.symlink(os.path.join(REPO, "corrjax"), installed / "corrjax")
+  env["PYTHONPATH"] = str(installed)
   result = subprocess.run(
       [sys.executable, "-m", "corrjax.main",
        f"--config={os.path.join(REPO, 'configs', 'sfc.py')}:smoke",
