@@ -66,11 +66,24 @@ def test_method_trains_and_evaluates(tmp_path, config_name):
   assert sum("(saved predictions)" in l for l in again) == 2, again
 
 
-def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path):
-  source = str(tmp_path / "source")
-  config = _config("sfc.py:smoke")
-  config.evals = config_defaults.evals()
-  run.train_and_evaluate(config, source, log=_quiet)
+_SOURCE = {}
+
+
+def _warm_start_source(tmp_path_factory) -> str:
+  """Workdir of one FC :smoke run without evaluation, shared by the warm
+  start tests (made once: tests run file by file, `--dist loadfile`)."""
+  if not _SOURCE:
+    source = str(tmp_path_factory.mktemp("source"))
+    config = _config("sfc.py:smoke")
+    config.evals = config_defaults.evals()
+    run.train_and_evaluate(config, source, log=_quiet)
+    _SOURCE["workdir"] = source
+  return _SOURCE["workdir"]
+
+
+def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path,
+                                                         tmp_path_factory):
+  source = _warm_start_source(tmp_path_factory)
   _, trained = checkpointing.restore_tree(source)
 
   config = _config("sfc.py:smoke")
@@ -93,13 +106,10 @@ def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path):
   assert any(not np.array_equal(a, b) for a, b in zip(head_a, head_b))
 
 
-def test_warm_start_reports_a_missing_subtree(tmp_path):
-  source = str(tmp_path / "source")
+def test_warm_start_reports_a_missing_subtree(tmp_path, tmp_path_factory):
   config = _config("sfc.py:smoke")
   config.evals = config_defaults.evals()
-  config.total_steps = 2
-  run.train_and_evaluate(config, source, log=_quiet)
-  config.model_init.path = source
+  config.model_init.path = _warm_start_source(tmp_path_factory)
   config.model_init.subtrees = ("params/encoder=params/nope",)
   with pytest.raises(ValueError, match="has no 'params/nope'"):
     run.train_and_evaluate(config, str(tmp_path / "warm"), log=_quiet)
@@ -110,7 +120,7 @@ def test_liir_stage2_copies_the_semantic_head_into_the_momentum_head(
   stage1 = str(tmp_path / "stage1")
   config = _config("liir.py:smoke")
   config.evals = config_defaults.evals()
-  config.total_steps = 2
+  # The smoke length: the end-to-end test's step executable (cache hit).
   run.train_and_evaluate(config, stage1, log=_quiet)
   _, first = checkpointing.restore_tree(stage1)
 

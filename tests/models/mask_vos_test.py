@@ -11,7 +11,8 @@ from corrjax.models import mask_vos_inference as inference
 
 B, N, O, H, W = 2, 2, 2, 16, 24
 
-def _tiny(arch="resnet18", **kwargs):
+def _tiny(arch="resnet10", **kwargs):
+  """E and V at width 4 (ResNet-10 unless the test is about the trunk)."""
   return mask_vos.MaskVOSNet(arch=arch, width=4, key_dim=8, value_dim=16,
                              decoder_widths=(16, 8, 8), **kwargs)
 
