@@ -115,3 +115,24 @@ def check_feature_grid(name: str, feats: np.ndarray, size: tuple[int, int],
     raise ValueError(f"{name}: features {feats.shape[1:3]} are not on "
                      f"the stride-{stride} grid {grid} of {size}.")
   return grid
+
+
+def with_first_mask(video, preds: list[np.ndarray], crop_size: int,
+                    resize_back) -> np.ndarray:
+  """int32 [T, H, W]: frame 0's ground truth, then `preds` (int [h, w]
+  ids of frames 1..; on the crop_size square when crop_size > 0, brought
+  back to the frame size H x W by `resize_back(ids, H, W)`)."""
+  _, height, width = video.masks.shape
+  if crop_size > 0:
+    preds = [resize_back(p, height, width) for p in preds]
+  return np.stack([video.masks[0].astype(np.int32)] + list(preds))
+
+
+def speed_line(name: str, num_frames: int, size: tuple[int, int],
+               seconds_features: float, seconds_propagation: float,
+               stage: str = "propagation") -> str:
+  """One log line of a video's per-stage speeds in frames/s (propagation
+  counts the T - 1 predicted frames)."""
+  return (f"    {name}: {num_frames} frames {size[0]}x{size[1]}: features "
+          f"{num_frames / max(seconds_features, 1e-9):.1f} frames/s, {stage} "
+          f"{(num_frames - 1) / max(seconds_propagation, 1e-9):.1f} frames/s")

@@ -63,7 +63,7 @@ def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
   Returns:
     int32 [T, H, W] predicted ids; frame 0 is the ground truth's.
   """
-  t, height, width = video.masks.shape
+  t = len(video.masks)
   frames, first = labels_lib.frames_and_first_mask(video, crop_size)
   num_classes = int(video.masks[0].max()) + 1
   size = frames.shape[1:3]
@@ -76,14 +76,10 @@ def predict_video(video: Video, feature_fn: Callable[[np.ndarray], np.ndarray],
       feats, labels0, topk=topk, radius=radius, context=context,
       temperature=temperature))
   preds = [labels_lib.upsample_argmax(s, *size) for s in soft[1:]]
-  if crop_size > 0:
-    preds = [resize_back(p, height, width) for p in preds]
   if log is not None:
-    now = time.time()
-    log(f"    {video.name}: {t} frames {size[0]}x{size[1]}: features "
-        f"{t / max(extracted - start, 1e-9):.1f} frames/s, propagation "
-        f"{(t - 1) / max(now - extracted, 1e-9):.1f} frames/s")
-  return np.stack([video.masks[0].astype(np.int32)] + preds)
+    log(labels_lib.speed_line(video.name, t, size, extracted - start,
+                              time.time() - extracted))
+  return labels_lib.with_first_mask(video, preds, crop_size, resize_back)
 
 
 def _marker_path(out_dir: str, name: str) -> str:
