@@ -367,6 +367,12 @@ def _memory_line(message: str) -> str:
   return _first_line(Exception(message))
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with configs/ importable first (cli_flags)."""
+  cli_flags.make_config_importable(argv)
+  return flags.FLAGS(argv)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -394,4 +400,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

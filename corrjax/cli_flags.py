@@ -6,6 +6,8 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from corrjax import config_defaults
+
 
 def config_file_flag() -> flags.FlagHolder:
   """`--config=<file>[:arg]` (a locked ConfigDict), defined once per process:
@@ -16,6 +18,21 @@ def config_file_flag() -> flags.FlagHolder:
   return config_flags.DEFINE_config_file(
       "config", None, "Path to a config file, optionally with ':arg'.",
       lock_config=True)
+
+
+def make_config_importable(argv: list[str]) -> None:
+  """Puts the folder above the `configs/` of argv's `--config` file on
+  sys.path. Call before the flags parse argv: parsing loads the file, and
+  config files import each other (`from configs import fc`), which fails
+  from another working directory with only the package installed."""
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg.startswith("--config="):
+      path = arg[len("--config="):]
+    elif arg == "--config" and i + 1 < len(argv):
+      path = argv[i + 1]
+    else:
+      continue
+    config_defaults.make_configs_importable(path.partition(":")[0])
 
 
 def parse_or_exit(argv: list[str]) -> list[str]:

@@ -26,7 +26,6 @@ from absl import flags
 from absl import logging
 
 from corrjax import cli_flags  # pylint: disable=g-import-not-at-top
-from corrjax import config_defaults  # pylint: disable=g-import-not-at-top
 from corrjax import console  # pylint: disable=g-import-not-at-top
 from corrjax import input_checks  # pylint: disable=g-import-not-at-top
 from corrjax import interrupts  # pylint: disable=g-import-not-at-top
@@ -195,10 +194,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   config (with a 'Did you mean' hint) and ValueError/TypeError for bad
   values, as tracebacks; they are user errors, so print one line.
   """
-  for i, arg in enumerate(argv[1:], start=1):  # Parsing loads the file.
-    if arg.startswith("--config=") or (arg == "--config" and i + 1 < len(argv)):
-      path = arg[len("--config="):] if "=" in arg else argv[i + 1]
-      config_defaults.make_configs_importable(path.partition(":")[0])
+  cli_flags.make_config_importable(argv)  # Parsing loads the file.
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
