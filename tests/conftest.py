@@ -69,3 +69,44 @@ def data_root() -> str:
 @pytest.fixture
 def repo_root() -> str:
   return REPO
+
+
+def _check_trained_and_evaluated(config, workdir, out, log_lines) -> None:
+  """What one `run.train_and_evaluate(config, workdir)` of a `:smoke`
+  config must leave behind: the last step trained and checkpointed, the
+  synthetic benchmark scored (predictions, overlays, CSVs, protocol),
+  TensorBoard events; and `--mode=eval` on the workdir reads the saved
+  predictions back to the same table. `out` is the run's return value,
+  `log_lines` what it logged."""
+  # pylint: disable=g-import-not-at-top
+  from corrjax import checkpointing
+  from corrjax import run
+  # pylint: enable=g-import-not-at-top
+  n = config.total_steps
+  assert any(l.startswith(f"step {n}/{n} | loss") for l in log_lines), (
+      log_lines)
+  assert checkpointing.complete_steps(workdir)[-1] == n
+  scored = out["synthetic"]["trained"]
+  assert 0.0 <= scored["table"]["J&F"] <= 1.0
+  folder = scored["folder"]
+  assert os.path.basename(folder).startswith(f"step_{n}-")
+  for name in ("results.json", "global_results-val.csv",
+               "per-sequence_results-val.csv", "protocol.json"):
+    assert os.path.isfile(os.path.join(folder, name)), name
+  videos = [d for d in os.listdir(folder) if d.startswith("synth_")]
+  assert len(videos) == 2
+  assert len(os.listdir(os.path.join(folder, videos[0]))) == 6
+  assert len(os.listdir(os.path.join(folder, "overlays"))) == 2
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+
+  again = []
+  evaluated = run.evaluate_workdir(config, str(workdir), log=again.append)
+  assert evaluated["synthetic"]["trained"]["table"] == scored["table"]
+  assert sum("(saved predictions)" in l for l in again) == 2, again
+
+
+@pytest.fixture
+def check_trained_and_evaluated():
+  """`_check_trained_and_evaluated`, for the end-to-end tests of
+  tests/run_test.py and of Mask-VOS's schedule (its one smoke run)."""
+  return _check_trained_and_evaluated

@@ -27,29 +27,21 @@ def _quiet(_):
   pass
 
 
+_TRAINED = {}  # config name -> workdir of its end-to-end run (below).
+
+
+# Mask-VOS's end-to-end run is its schedule test's reference run
+# (tests/methods/mask_vos_schedule_test.py), checked the same way.
 @pytest.mark.parametrize("config_name", [
     "sfc.py:smoke", "crw.py:smoke", "moco.py:smoke", "byol.py:smoke",
-    "liir.py:smoke", "mask_vos.py:smoke"])
-def test_method_trains_and_evaluates(tmp_path, config_name):
+    "liir.py:smoke"])
+def test_method_trains_and_evaluates(tmp_path, config_name,
+                                     check_trained_and_evaluated):
   config = _config(config_name)
-  n = config.total_steps
   lines = []
   out = run.train_and_evaluate(config, str(tmp_path), log=lines.append)
-  assert any(l.startswith(f"step {n}/{n} | loss") for l in lines), lines
-  assert checkpointing.complete_steps(tmp_path)[-1] == n
-  scored = out["synthetic"]["trained"]
-  assert 0.0 <= scored["table"]["J&F"] <= 1.0
-  folder = scored["folder"]
-  assert os.path.basename(folder).startswith(f"step_{n}-")
-  for name in ("results.json", "global_results-val.csv",
-               "per-sequence_results-val.csv", "protocol.json"):
-    assert os.path.isfile(os.path.join(folder, name)), name
-  videos = [d for d in os.listdir(folder) if d.startswith("synth_")]
-  assert len(videos) == 2
-  assert len(os.listdir(os.path.join(folder, videos[0]))) == 6
-  assert len(os.listdir(os.path.join(folder, "overlays"))) == 2
-  assert any(f.startswith("events.out.tfevents")
-             for f in os.listdir(tmp_path))
+  check_trained_and_evaluated(config, tmp_path, out, lines)
+  _TRAINED[config_name] = str(tmp_path)
   if config_name.startswith("moco"):  # The queue is in the checkpoint.
     state = ocp.StandardCheckpointer().restore(
         os.path.join(tmp_path, "checkpoints", "4", "default"))
@@ -59,31 +51,23 @@ def test_method_trains_and_evaluates(tmp_path, config_name):
                                rtol=1e-5)
     assert int(state["extra"]["queue_ptr"]) == (4 * 8) % 16
 
-  # --mode=eval on the workdir reads the saved predictions back.
-  again = []
-  evaluated = run.evaluate_workdir(config, str(tmp_path), log=again.append)
-  assert evaluated["synthetic"]["trained"]["table"] == scored["table"]
-  assert sum("(saved predictions)" in l for l in again) == 2, again
 
-
-_SOURCE = {}
-
-
-def _warm_start_source(tmp_path_factory) -> str:
-  """Workdir of one FC :smoke run without evaluation, shared by the warm
-  start tests (made once: tests run file by file, `--dist loadfile`)."""
-  if not _SOURCE:
-    source = str(tmp_path_factory.mktemp("source"))
-    config = _config("sfc.py:smoke")
+def _trained(config_name, tmp_path_factory) -> str:
+  """Workdir of a finished :smoke run of `config_name`: the end-to-end
+  test's (tests of a file run in order on one worker, `--dist loadfile`),
+  or, when that test did not run (`-k`), one made here without evaluation."""
+  if config_name not in _TRAINED:
+    workdir = str(tmp_path_factory.mktemp("trained"))
+    config = _config(config_name)
     config.evals = config_defaults.evals()
-    run.train_and_evaluate(config, source, log=_quiet)
-    _SOURCE["workdir"] = source
-  return _SOURCE["workdir"]
+    run.train_and_evaluate(config, workdir, log=_quiet)
+    _TRAINED[config_name] = workdir
+  return _TRAINED[config_name]
 
 
 def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path,
                                                          tmp_path_factory):
-  source = _warm_start_source(tmp_path_factory)
+  source = _trained("sfc.py:smoke", tmp_path_factory)
   _, trained = checkpointing.restore_tree(source)
 
   config = _config("sfc.py:smoke")
@@ -109,19 +93,15 @@ def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path,
 def test_warm_start_reports_a_missing_subtree(tmp_path, tmp_path_factory):
   config = _config("sfc.py:smoke")
   config.evals = config_defaults.evals()
-  config.model_init.path = _warm_start_source(tmp_path_factory)
+  config.model_init.path = _trained("sfc.py:smoke", tmp_path_factory)
   config.model_init.subtrees = ("params/encoder=params/nope",)
   with pytest.raises(ValueError, match="has no 'params/nope'"):
     run.train_and_evaluate(config, str(tmp_path / "warm"), log=_quiet)
 
 
 def test_liir_stage2_copies_the_semantic_head_into_the_momentum_head(
-    tmp_path):
-  stage1 = str(tmp_path / "stage1")
-  config = _config("liir.py:smoke")
-  config.evals = config_defaults.evals()
-  # The smoke length: the end-to-end test's step executable (cache hit).
-  run.train_and_evaluate(config, stage1, log=_quiet)
+    tmp_path, tmp_path_factory):
+  stage1 = _trained("liir.py:smoke", tmp_path_factory)
   _, first = checkpointing.restore_tree(stage1)
 
   config = _config("liir.py:smoke,stage2")

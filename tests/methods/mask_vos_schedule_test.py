@@ -1,11 +1,13 @@
 """Mask-VOS schedule in one run: phase 1, clustering rounds, resume.
 
-In-process `train_schedule` runs of the smoke network (one compile per
-phase, shared through tests/conftest.py's compilation cache): each round's pseudo masks
-are clustered with E of the checkpoint that ends the previous round and
-saved beside the checkpoints; a run stopped inside a round, then killed in
-the middle of the next round's clustering, resumes to exactly the
-parameters and pseudo masks of an uninterrupted run. Also the offline
+In-process runs of the smoke network (one compile per phase, shared
+through tests/conftest.py's compilation cache). The uninterrupted reference
+goes through the entry point (`run.train_and_evaluate`) and is evaluated:
+it is also Mask-VOS's end-to-end test. Each round's pseudo masks are
+clustered with E of the checkpoint that ends the previous round and saved
+beside the checkpoints; a run stopped inside a round, then killed in the
+middle of the next round's clustering, resumes to exactly the parameters
+and pseudo masks of an uninterrupted run. Also the offline
 `--mode=pseudo_labels` job's outputs.
 """
 
@@ -20,6 +22,7 @@ from PIL import Image
 from corrjax import checkpointing
 from corrjax import config_defaults
 from corrjax import interrupts
+from corrjax import run
 from corrjax import train
 from corrjax.data import pseudo_masks
 from corrjax.methods import mask_vos
@@ -30,12 +33,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
 STEPS = 5  # Phase 1: step 1; round 1: steps 2-3; round 2: steps 4-5.
 
 
-def _config():
+def _config(evaluate=False):
+  """The smoke config over STEPS steps; `evaluate` keeps its synthetic
+  benchmark (the reference run), else nothing is evaluated."""
   c = config_defaults.load(os.path.join(REPO, "configs/mask_vos.py:smoke"))
   c.total_steps, c.checkpoint_every_steps = STEPS, 2
   c.keep_checkpoints = STEPS  # The tests read the early ones.
   c.schedule.update(corr_steps=1, recluster_every=2)
-  c.evals = config_defaults.evals()
+  if not evaluate:
+    c.evals = config_defaults.evals()
   return c
 
 
@@ -55,15 +61,24 @@ _REFERENCE = {}
 
 @pytest.fixture
 def reference(tmp_path_factory):
-  """(workdir, printed lines) of the uninterrupted schedule (made once)."""
+  """(workdir, printed lines, results) of the uninterrupted schedule, run
+  and evaluated by the entry point (made once): also Mask-VOS's
+  end-to-end run (tests/run_test.py checks the other methods')."""
   # Kept in a module global, not by fixture scope: an xdist worker tears
   # down even session fixtures whenever its queue of tests runs dry.
   if not _REFERENCE:
     workdir = str(tmp_path_factory.mktemp("uninterrupted"))
     lines = []
-    _run(workdir, log=lines.append)
-    _REFERENCE["run"] = workdir, lines
+    out = run.train_and_evaluate(_config(evaluate=True), workdir,
+                                 log=lines.append)
+    _REFERENCE["run"] = workdir, lines, out
   return _REFERENCE["run"]
+
+
+def test_schedule_trains_and_evaluates(reference,
+                                       check_trained_and_evaluated):
+  workdir, lines, out = reference
+  check_trained_and_evaluated(_config(evaluate=True), workdir, out, lines)
 
 
 def test_rounds_of_the_schedule():
@@ -85,7 +100,7 @@ def test_rounds_of_the_schedule():
 
 def test_each_round_clusters_with_the_checkpoint_that_starts_it(reference,
                                                                  tmp_path):
-  workdir, lines = reference
+  workdir, lines, _ = reference
   assert any("round 1: clustering with E of step 1" in l for l in lines)
   assert any("round 2: clustering with E of step 3" in l for l in lines)
   assert checkpointing.complete_steps(workdir)[-1] == STEPS
@@ -103,7 +118,7 @@ def test_each_round_clusters_with_the_checkpoint_that_starts_it(reference,
 
 
 def test_correspondence_phase_leaves_v_and_d_unchanged(reference):
-  workdir, lines = reference
+  workdir, lines, _ = reference
   _, tree = checkpointing.restore_tree(workdir, 1)
   init = mask_vos.initial_tree(_config())
   # Same init up to the last float bit (train.py jits it with shardings);
@@ -144,7 +159,7 @@ def test_stopped_then_killed_while_clustering_resumes_identically(
   lines = []
   _run(workdir, log=lines.append)
   assert not any("round 1: clustering" in l for l in lines)  # Kept.
-  ref_dir, _ = reference
+  ref_dir, _, _ = reference
   for k in (1, 2):
     ref, mine = _masks(ref_dir, k), _masks(workdir, k)
     assert sorted(ref) == sorted(mine)
