@@ -41,9 +41,14 @@ def of_method(config: ml_collections.ConfigDict, tree: dict, label: str,
   variables = method.encoder_variables(tree)
   make_predictor = (getattr(method, "mask_predictor", None)
                     if own_predictor else None)
+  if make_predictor is None:
+    return network_lib.from_encoder(label, method.encoder(config), variables,
+                                    batch_size=batch_size)
   return network_lib.from_encoder(
       label, method.encoder(config), variables, batch_size=batch_size,
-      predict_masks=make_predictor(config, tree) if make_predictor else None)
+      predict_masks=make_predictor(config, tree),
+      predictor_settings=getattr(method, "predictor_settings",
+                                 lambda config: None)(config))
 
 
 def initial_tree(config: ml_collections.ConfigDict) -> dict:

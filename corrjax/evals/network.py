@@ -7,7 +7,7 @@ decoder and a memory) also provides `predict_masks`, which the VOS
 benchmark then calls instead of propagating labels.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 from typing import Any
 
@@ -31,17 +31,23 @@ class Network:
     raw_features: optional, as `features` before L2 normalisation: what
       protocols on raw dot products read (LIIR's, evals/vos.py); None:
       they read `features`.
+    predictor_settings: what besides the protocol decides the output of
+      `predict_masks` (Mask-VOS: `config.inference`, e.g. the refinement
+      rounds R); part of the results folder's name (evals/runner.py), so
+      that R = 0 never reads back or overwrites the videos of R = 2.
   """
   label: str
   features: Callable[[np.ndarray], np.ndarray] | None
   stride: int
   predict_masks: Callable[..., np.ndarray] | None = None
   raw_features: Callable[[np.ndarray], np.ndarray] | None = None
+  predictor_settings: Mapping[str, Any] | None = None
 
 
 def from_encoder(label: str, encoder: features_lib.Encoder, variables: Any,
                  *, batch_size: int = 8,
-                 predict_masks: Callable[..., np.ndarray] | None = None
+                 predict_masks: Callable[..., np.ndarray] | None = None,
+                 predictor_settings: Mapping[str, Any] | None = None
                  ) -> Network:
   """The Network of an Encoder with its variables."""
   raw = None
@@ -52,7 +58,8 @@ def from_encoder(label: str, encoder: features_lib.Encoder, variables: Any,
   return Network(label=label, stride=encoder.stride,
                  features=features_lib.frame_features(encoder, variables,
                                                       batch_size),
-                 predict_masks=predict_masks, raw_features=raw)
+                 predict_masks=predict_masks, raw_features=raw,
+                 predictor_settings=predictor_settings)
 
 
 def fuse(label: str, networks: Sequence[Network],

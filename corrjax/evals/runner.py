@@ -4,7 +4,8 @@ The runner knows benchmarks (evals/benchmarks.py), protocols
 (evals/protocol.py) and networks (evals/network.py), nothing about methods
 or training: `corrjax.networks` resolves what to evaluate and hands it over.
 
-Results of one benchmark, network and protocol go to their own folder,
+Results of one benchmark, network, protocol and predictor settings (e.g.
+Mask-VOS's refinement rounds) go to their own folder,
 
   <workdir>/eval/<benchmark>/<step_<n> | random_init | fused[_step_<n>]>-<hash>/
 
@@ -45,8 +46,10 @@ def format_table(rows: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
-def results_folder(bench, label: str, step: int | None) -> str:
-  """`<label>[_step<n>]-<hash>`: the hash covers protocol and reader."""
+def results_folder(bench, label: str, step: int | None,
+                   predictor_settings=None) -> str:
+  """`<label>[_step<n>]-<hash>`: the hash covers protocol, reader and the
+  network's own predictor settings (network.Network.predictor_settings)."""
   proto = protocol_lib.Propagation.from_config(bench)
   reader = {k: v for k, v in bench.to_dict().items() if k in _RESULT_KEYS}
   if label == "trained" and step is not None:
@@ -55,7 +58,10 @@ def results_folder(bench, label: str, step: int | None) -> str:
     name = label
   else:
     name = f"{label}_step_{step}"
-  return f"{name}-{protocol_lib.short_hash(proto.as_dict(), reader)}"
+  parts = (proto.as_dict(), reader)
+  if predictor_settings:  # Networks without them keep their old folders.
+    parts += (dict(predictor_settings),)
+  return f"{name}-{protocol_lib.short_hash(*parts)}"
 
 
 def _point_latest(bench_dir: str, folder: str) -> None:
@@ -129,12 +135,14 @@ def evaluate(evals, networks_for: Callable[[str], Sequence[
     bench_dir = os.path.join(workdir, "eval", name)
     results = {}
     for i, net in enumerate(nets):
-      folder = results_folder(bench, net.label, step)
+      folder = results_folder(bench, net.label, step, net.predictor_settings)
       out_dir = os.path.join(bench_dir, folder)
       os.makedirs(out_dir, exist_ok=True)
       with open(os.path.join(out_dir, "protocol.json"), "w") as f:
         json.dump({"benchmark": name, "network": net.label, "step": step,
-                   **bench.to_dict()}, f, indent=2, default=str)
+                   **bench.to_dict(),
+                   "predictor_settings": net.predictor_settings},
+                  f, indent=2, default=str)
       log(f"{name} / {net.label}: results in {out_dir}")
       scored = _score(name, bench, proto, videos, net, out_dir, log)
       scored["folder"] = out_dir

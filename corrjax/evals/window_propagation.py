@@ -93,7 +93,11 @@ def _compact(probs: jax.Array, inside: jax.Array, side: int,
   first = jnp.argmax(probs, -1)
   top1 = jnp.max(probs, -1)
   cells = jnp.arange(side * side)
-  rest = jnp.where(cells == first[..., None], -1.0, probs)
+  # The reference's top-2 runs over the query's window only: where the
+  # softmax underflows, the second peak is a tie at 0 that must be broken
+  # inside the window (first window position in row-major order), never at
+  # a patch cell outside it, which would make the result depend on `tile`.
+  rest = jnp.where((cells == first[..., None]) | ~inside, -1.0, probs)
   second = jnp.argmax(rest, -1)
   top2 = jnp.max(rest, -1)
   weights = jax.nn.softmax(jnp.stack([top1, top2], -1), -1)

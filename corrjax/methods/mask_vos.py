@@ -232,6 +232,12 @@ def encoder_variables(tree: dict) -> dict:
   return {"params": tree["params"], "batch_stats": tree["batch_stats"]}
 
 
+def predictor_settings(config: ml_collections.ConfigDict) -> dict:
+  """What besides the evaluation protocol decides `mask_predictor`'s
+  output (hashed into the results folder, evals/runner.py)."""
+  return {"inference": config.inference.to_dict()}
+
+
 def mask_predictor(config: ml_collections.ConfigDict, tree: dict):
   """Alg. 1 as a VOS predictor: frames uint8 [T, H, W, 3], first mask int
   [H, W] (ids 0..O, 255 void) -> int32 [T, H, W] ids.

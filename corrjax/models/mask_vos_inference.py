@@ -83,12 +83,18 @@ def predict_frame(variables, query_frame: jax.Array,
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def memory_entry(variables, frame: jax.Array, probs: jax.Array, *,
-                 model: mask_vos.MaskVOSNet) -> dict[str, jax.Array]:
-  """A frame and its class probabilities [O+1, H, W] -> one memory slot."""
+                 model: mask_vos.MaskVOSNet,
+                 key: jax.Array | None = None) -> dict[str, jax.Array]:
+  """A frame and its class probabilities [O+1, H, W] -> one memory slot.
+
+  `key` float [h, w, D]: the frame's key if already computed (the query's,
+  from `predict_frame`), else E runs here.
+  """
   o = probs.shape[0] - 1
   hh, ww = frame.shape[:2]
-  key = model.apply(variables, frame[None],
-                    method=mask_vos.MaskVOSNet.encode)["key"][0]
+  if key is None:
+    key = model.apply(variables, frame[None],
+                      method=mask_vos.MaskVOSNet.encode)["key"][0]
   frames = jnp.broadcast_to(frame, (o, hh, ww, 3))
   values = model.apply(variables, frames, probs[1:],
                        method=mask_vos.MaskVOSNet.encode_mask)
@@ -133,10 +139,12 @@ def segment_video(model: mask_vos.MaskVOSNet, variables, frames: np.ndarray,
   out = [np.asarray(first)]
   for t in range(1, len(frames)):
     frame = jnp.asarray(frames[t])
-    probs = predict_frame(variables, frame, memory, model=model,
-                          rounds=rounds)["probs"]
+    predicted = predict_frame(variables, frame, memory, model=model,
+                              rounds=rounds)
+    probs = predicted["probs"]
     out.append(np.asarray(probs))
-    if context:
-      entry = memory_entry(variables, frame, probs, model=model)
+    if context:  # E ran once on this frame: its key is the query's.
+      entry = memory_entry(variables, frame, probs, model=model,
+                           key=predicted["key"])
       memory = push(memory, entry)
   return np.stack(out)

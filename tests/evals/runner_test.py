@@ -28,8 +28,9 @@ def _lab_cells(frames, scale):
   return lab / jnp.linalg.norm(lab, axis=-1, keepdims=True)
 
 
-def _toy_method(predictor_calls=None):
-  """A method module as a namespace: only the evaluation seam."""
+def _toy_method(predictor_calls=None, settings=False):
+  """A method module as a namespace: only the evaluation seam (with
+  `settings`, its predictor declares `config.toy_rounds` as a setting)."""
   toy = types.SimpleNamespace(
       encoder=lambda config: features.Encoder(
           apply=lambda variables, frames: _lab_cells(frames,
@@ -43,6 +44,8 @@ def _toy_method(predictor_calls=None):
         return np.repeat(first_mask[None], len(frames), 0)  # Copy frame 0.
       return predict
     toy.mask_predictor = mask_predictor
+  if settings:
+    toy.predictor_settings = lambda config: {"rounds": config.toy_rounds}
   return toy
 
 
@@ -106,6 +109,28 @@ def test_another_protocol_never_overwrites_earlier_results(toy, tmp_path):
     assert json.load(f)["topk"] == 1
   latest = os.path.join(tmp_path, "eval", "synthetic", "latest")
   assert os.path.realpath(latest) == os.path.realpath(b)
+
+
+def test_predictor_settings_get_their_own_folder(toy, tmp_path):
+  """Mask-VOS's R = 0 and R = 2 are one protocol: the predictor's settings
+  name the folder too, so neither reads back (nor overwrites) the other's
+  videos, even when their first frames agree (the toy copies frame 0
+  whatever R is, so the resume fingerprints agree)."""
+  calls = []
+  toy(_toy_method(calls, settings=True))
+  tree = {"params": {"scale": np.float32(1.0)}}
+  folders = []
+  for rounds in (2, 0, 2):
+    config = _config()
+    config.toy_rounds = rounds
+    calls.clear()
+    out = run.evaluate(config, tree, 3, str(tmp_path), log=lambda m: None)
+    folders.append(out["synthetic"]["trained"]["folder"])
+    with open(os.path.join(folders[-1], "protocol.json")) as f:
+      assert json.load(f)["predictor_settings"] == {"rounds": rounds}
+    # The fingerprint, then each video; the third run reads R = 2 back.
+    assert len(calls) == (1 + 2 if len(folders) < 3 else 1)
+  assert folders[0] != folders[1] and folders[0] == folders[2]
 
 
 def test_video_selection(tmp_path):

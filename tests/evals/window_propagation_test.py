@@ -127,6 +127,41 @@ def test_tile_does_not_change_the_result():
   np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_an_underflowing_softmax_breaks_ties_as_the_reference():
+  """Sharp features: the joint softmax underflows to exactly 0 away from
+  each query's peak, so the compactness prior's second peak is a tie at 0.
+  Over the reference's 29 x 29 window (841 entries) torch.topk returns the
+  first window position in row-major order (the second when the peak is
+  there), and so must we, for every tile (a regression: the tie was once
+  broken at a patch cell outside the window, so results moved with
+  `tile`). torch flushes denormals to zero here as XLA does on CPU, or the
+  two disagree on which probabilities are exactly 0."""
+  rng = np.random.default_rng(2)
+  t, h, w, c, k, r = 3, 18, 17, 8, 3, 14  # Windows inside the frame.
+  feats = (rng.normal(size=(t, h, w, c)) * 30).astype(np.float32)
+  first = rng.integers(0, k, (h * 4, w * 4))
+  f = torch.from_numpy(feats).permute(0, 3, 1, 2)
+  probs = F.softmax(_correlation(f[1:2], f[0:1], 2 * r + 1), dim=1)
+  assert (probs == 0).float().mean() > 0.9 and (probs.amax(1) > 0.1).all()
+  # As XLA on CPU, denormals are 0. The flag is per thread (MXCSR), so the
+  # reference runs on this thread alone.
+  threads = torch.get_num_threads()
+  torch.set_num_threads(1)
+  torch.set_flush_denormal(True)
+  try:
+    want_soft, want_maps = _reference(feats, first, k, r, compact=True)
+  finally:
+    torch.set_flush_denormal(False)
+    torch.set_num_threads(threads)
+  for tile in (4, 8):
+    soft, maps = wp.propagate(feats, first, k, window=r, tile=tile,
+                              compact_threshold=0.1, foreground_boost=1.05)
+    # Dot products of ~1e3 round differently in float32 here and in torch
+    # (~4e-5 in the probabilities); a tie broken elsewhere moves ~0.3.
+    np.testing.assert_allclose(soft, want_soft, rtol=0, atol=2e-4)
+    np.testing.assert_array_equal(maps, want_maps)
+
+
 def test_gaussian_replaces_a_sharp_peak():
   # One reference, one clear match at offset (+1, 0): the output is the
   # unnormalised Gaussian mass on the labels, as `make_gaussian`.
