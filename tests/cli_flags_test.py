@@ -2,7 +2,6 @@
 folder above configs/ goes on sys.path before the flags parse (load) them,
 in both `--config=path` and `--config path` forms."""
 
-import os
 import sys
 
 import pytest
