@@ -34,7 +34,8 @@ Torch flushes denormals only when told (`--flush_denormal`, default on,
 with one torch thread: the flag is per thread); XLA on CPU flushes them.
 
   PYTHONPATH=. python benchmarks/liir_reference_eval.py \
-      --reference_dir=/tmp/liir_ref --reference_path=/tmp/refdeps \
+      --reference_dir=/tmp/liir_ref \
+      --reference_path=/tmp/corr_ext/Correlation_Module:/tmp/refdeps \
       --videos=car-shadow --scales=10,100
 """
 
