@@ -157,7 +157,7 @@ def bench_torch(a, batch):
   ref_model = _load("tests/convert_liir_test.py")
   ref = _load("tests/losses/liir_test.py")
   torch.set_num_threads(os.cpu_count())
-  s, h8 = a.image_size, a.image_size // 8
+  h8 = a.image_size // 8
   mast = ref_model.MAST(width=a.width, pe_size=a.pe_size, match_dim=64,
                         semantic_dim=128).train()
   opt = torch.optim.Adam([p for n, p in mast.named_parameters()
