@@ -49,7 +49,6 @@ import importlib.util
 import os
 import sys
 import time
-import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -61,6 +60,8 @@ import numpy as np
 
 from corrjax import optim
 from corrjax.methods import liir as liir_method
+
+import module_stubs  # benchmarks/module_stubs.py, beside this script.  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _load(path):
@@ -193,19 +194,6 @@ def bench_torch(a, batch):
   return run
 
 
-def _stub(name):
-  """A module whose every public attribute is another stub."""
-  mod = types.ModuleType(name)
-
-  def getattr_(attr):
-    if attr.startswith("__"):
-      raise AttributeError(attr)
-    return _stub(f"{name}.{attr}")
-
-  mod.__getattr__ = getattr_
-  return mod
-
-
 def load_reference(a):
   """Imports LIIR_pytorch's `main_dis` and `models.mast_momen`.
 
@@ -221,7 +209,7 @@ def load_reference(a):
     try:
       __import__(name)
     except Exception:  # pylint: disable=broad-except
-      sys.modules[name] = _stub(name)
+      sys.modules[name] = module_stubs.stub(name)
   argv = sys.argv
   sys.argv = ["main_dis.py", "--usemomen", "--compact",
               f"--bsize={a.batch_size}",

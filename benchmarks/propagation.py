@@ -42,6 +42,8 @@ import types
 
 import numpy as np
 
+import module_stubs  # benchmarks/module_stubs.py, beside this script.  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -68,19 +70,6 @@ def make_inputs(frames, h, w, c, k, seed=0):
   return feats, labels0
 
 
-def _stub(name):
-  """A module whose every public attribute is another stub."""
-  mod = types.ModuleType(name)
-
-  def getattr_(attr):
-    if attr.startswith("__"):
-      raise AttributeError(attr)
-    return _stub(f"{name}.{attr}")
-
-  mod.__getattr__ = getattr_
-  return mod
-
-
 def load_reference(reference_dir):
   """Imports videowalk's `utils` and `utils.test_utils` from a checkout.
 
@@ -96,7 +85,7 @@ def load_reference(reference_dir):
       try:
         __import__(name)
       except ImportError:
-        sys.modules[name] = _stub(name)
+        sys.modules[name] = module_stubs.stub(name)
   for sub in ("arguments", "visualize", "augs"):  # Unused submodules.
     sys.modules.setdefault("utils." + sub, types.ModuleType("utils." + sub))
   spec = importlib.util.spec_from_file_location(
