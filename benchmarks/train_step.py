@@ -43,6 +43,11 @@ Adam step), which needs torchvision on the child's path (e.g. PYTHONPATH).
       --reference_dir=/tmp/sfc_ref --out=/tmp/bench.jsonl
   python benchmarks/train_step.py --method=crw --batch_size=2 --steps=3 \
       --warmup=1 --reference_dir=/tmp/vw
+
+`--method=liir` and `--method=mask_vos` run their own scripts with the
+other flags (benchmarks/liir_step.py against LIIR_pytorch's step,
+benchmarks/mask_vos_speed.py for both phases and inference): their
+batches and references differ from FC's and CRW's.
 """
 
 import argparse
@@ -68,6 +73,8 @@ from corrjax import sharding
 from corrjax.data import normalization
 
 CONFIGS = {"fc": "configs/fc.py", "crw": "configs/crw.py"}
+# Methods whose step benchmark is a script of its own (module docstring).
+OWN_SCRIPTS = {"liir": "liir_step.py", "mask_vos": "mask_vos_speed.py"}
 # (substring of device_kind, dense TFLOP/s at the precision f32 runs at).
 PEAKS = (("H100 PCIe", 378.0), ("H100", 494.7), ("H200", 494.7),
          ("A100", 156.0), ("TPU v4", 275.0), ("TPU v5 lite", 197.0),
@@ -76,7 +83,8 @@ PEAKS = (("H100 PCIe", 378.0), ("H100", 494.7), ("H200", 494.7),
 
 def _parse_args():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--method", default="fc", choices=sorted(CONFIGS))
+  p.add_argument("--method", default="fc",
+                 choices=sorted([*CONFIGS, *OWN_SCRIPTS]))
   p.add_argument("--config_arg", default="", help="e.g. 'smoke' (fc.py:ARG)")
   p.add_argument("--batch_size", type=int, help="global; default: config")
   p.add_argument("--image_size", type=int,
@@ -428,7 +436,26 @@ def interleaved(args):
                           "median_ratio": float(np.median(ratios))}) + "\n")
 
 
+def _own_script(argv: list[str]) -> list[str] | None:
+  """The command line of `--method`'s own script (OWN_SCRIPTS), or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--method="):
+      method, rest = arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+    elif arg == "--method" and i + 1 < len(argv):
+      method, rest = argv[i + 1], argv[:i] + argv[i + 2:]
+    else:
+      continue
+    if method in OWN_SCRIPTS:
+      script = os.path.join(REPO, "benchmarks", OWN_SCRIPTS[method])
+      return [sys.executable, script, *rest]
+    return None
+  return None
+
+
 def main():
+  own = _own_script(sys.argv[1:])
+  if own:
+    os.execv(own[0], own)
   args = _parse_args()
   if args.reference_child:
     reference_child(args.reference_child)

@@ -123,37 +123,47 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,close_pipe", [
-    (signal.SIGINT, True),  # Ctrl-C on `corrjax.main | tee log`.
-    (None, True),  # The reader alone dies (`| head`): EPIPE stops the run.
-    (signal.SIGKILL, False)])
-def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, sig,
-                                                        close_pipe,
-                                                        uninterrupted):
+def test_interrupted_runs_resume_to_the_same_parameters(tmp_path,
+                                                       uninterrupted):
+  """One workdir, three interruptions, each resumed by the same command:
+  Ctrl-C on `corrjax.main | tee log` (SIGINT, then the reader goes away),
+  the reader alone dying (`| head`: EPIPE stops the run), and `kill -9`
+  (only the last periodic checkpoint, every 4 steps, is left). SIGINT and
+  EPIPE save a checkpoint on the way out. The last resume reaches the
+  parameters of the uninterrupted run."""
   workdir = tmp_path / "interrupted"
-  # SIGINT saves a checkpoint on the way out; after SIGKILL the last
-  # completed periodic checkpoint (every 4 steps) is all there is.
-  if sig != signal.SIGKILL:
-    every, when = 100, lambda line: line.startswith("step 3/")
-  else:
-    every, when = 4, lambda line: bool(checkpointing.complete_steps(workdir))
-  out, code = _interrupt(
-      [SMOKE, f"--workdir={workdir}", *RESUMABLE,
-       f"--config.checkpoint_every_steps={every}"], when, sig, close_pipe)
-  assert code != 0, out
-  steps = checkpointing.complete_steps(workdir)
-  assert steps and max(steps) < 24, (steps, out)
-  log = (workdir / "corrjax.log").read_text()
-  if sig == signal.SIGINT:
-    assert "SIGINT at step" in log and "checkpoint saved" in log, log
-  elif sig is None:
-    assert "EPIPE at step" in log and "checkpoint saved" in log, log
-  assert "Traceback" not in log, log
+  args = [SMOKE, f"--workdir={workdir}", *RESUMABLE,
+          "--config.checkpoint_every_steps=4"]
 
-  resumed = _cli(SMOKE, f"--workdir={workdir}", *RESUMABLE,
-                 f"--config.checkpoint_every_steps={every}")
+  def newest():
+    steps = checkpointing.complete_steps(workdir)
+    return max(steps) if steps else 0
+
+  resumed_from = 0
+  for sig, close_pipe, stop_step in ((signal.SIGINT, True, 3),
+                                     (None, True, 6),
+                                     (signal.SIGKILL, False, None)):
+    if stop_step is None:  # kill -9 once a new periodic checkpoint exists.
+      when = lambda line, done=resumed_from: newest() > done
+    else:
+      when = lambda line, n=stop_step: line.startswith(f"step {n}/")
+    out, code = _interrupt(args, when, sig, close_pipe)
+    assert code != 0, out
+    if resumed_from:
+      assert f"resumed from step {resumed_from}" in out, out
+    saved = newest()
+    assert resumed_from < saved < 24, (resumed_from, saved, out)
+    if stop_step is not None:  # Saved at the step it stopped after.
+      assert saved >= stop_step, (saved, out)
+      reason = "SIGINT" if sig == signal.SIGINT else "EPIPE"
+      log = (workdir / "corrjax.log").read_text()
+      assert f"{reason} at step" in log and "checkpoint saved" in log, log
+    resumed_from = saved
+  assert "Traceback" not in (workdir / "corrjax.log").read_text()
+
+  resumed = _cli(*args)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert f"resumed from step {max(steps)}" in resumed.stdout
+  assert f"resumed from step {resumed_from}" in resumed.stdout
   _assert_trees_equal(_params(uninterrupted, 24), _params(workdir, 24))
 
 
