@@ -17,7 +17,8 @@ is not timed; frames/s = (T - 1) / seconds of a second run.
 Side by side with the released code (`--reference_dir`, a checkout of
 0liliulei/Mask-VOS@6276e91; none of its code is copied here; results in
 docs/mask_vos_reference.md): its mask-training step as `train_mask.py`
-runs it, CPU float32, torch threads = os.cpu_count():
+runs it, CPU float32, torch threads `--torch_threads` (default
+os.cpu_count()):
   network: `models/__init__.py:37-54` `get_model` for TASK 'YTVOS_Mask'
     (configs/ytvos_mask.yaml through `core/config.py` `cfg_from_file`):
     `FrameworkMask` (`models/framework_mask.py:238-252`) of `Net`
@@ -251,7 +252,7 @@ def load_reference(a):
 def build_reference_step(a):
   """One-step fn: Mask-VOS's own `Trainer.step` (train_mask.py:733-768)."""
   import torch  # pylint: disable=import-outside-toplevel
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(a.torch_threads or os.cpu_count())
   train_mask, cfg, notes = load_reference(a)
   torch.Tensor.cuda = lambda self, *args, **kwargs: self
   assert cfg.TRAIN.TASK == "YTVOS_Mask", cfg.TRAIN.TASK
@@ -422,6 +423,8 @@ def main():
                  help="timed steps per round")
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--pairs", type=int, default=3)
+  p.add_argument("--torch_threads", type=int, default=0,
+                 help="torch.set_num_threads (0: os.cpu_count())")
   p.add_argument("--v_trunk", action="store_true",
                  help="also time V's trunk alone on both sides (same work)")
   args = p.parse_args()
