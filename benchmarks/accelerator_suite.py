@@ -11,6 +11,17 @@ Rows (each in its own child process, so each peak memory is its own):
   crw_bf16   the same with config.model.dtype = 'bfloat16';
   crw_ref    videowalk's step, when <refs>/videowalk is a checkout of
              ajabri/videowalk (needs torchvision);
+  liir_f32   LIIR train step at configs/liir.py (batch 12 frame pairs,
+             256 px, queue 960), float32;
+  mask_vos_f32
+             Mask-VOS full-loss train step at configs/mask_vos.py (batch 16
+             clips, 256 px, N = 2 references, 5 objects), float32; both on
+             the first batch of their own pipelines over the embedded
+             synthetic videos (corrjax.aot.first_synthetic_batch);
+  kmeans     Mask-VOS space-time k-means (corrjax.ops.kmeans, M = 5, 100
+             EM steps, 48-d 3D position encoding) on 4 videos of 100
+             frames x 32 x 32 cells x 128-d keys in one call
+             (benchmarks/clustering.py's inputs): ms per video;
   davis_prop label propagation on DAVIS-2016 val (20 videos, 480p) with a
              random-init ResNet-18, feature extraction included, when
              --davis_root (or $CORRJAX_DATA/davis2016) exists: seconds, J&F.
@@ -42,7 +53,9 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
 ROWS = ("fc_f32", "fc_bf16", "fc_ref", "crw_f32", "crw_bf16", "crw_ref",
-        "davis_prop")
+        "liir_f32", "mask_vos_f32", "kmeans", "davis_prop")
+# Methods whose config train_step.py does not load (their own configs).
+OWN_CONFIGS = ("liir", "mask_vos")
 # Dense bf16 TFLOP/s by device kind (f32 rows use train_step.PEAKS, TF32).
 BF16_PEAKS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4),
               ("A100", 312.0))
@@ -77,6 +90,10 @@ def _parse_args(argv=None):
 def _train_config(args, method):
   """The paper config of `method` (toy sizes with --tiny)."""
   import train_step  # pylint: disable=g-import-not-at-top,import-error
+  if method in OWN_CONFIGS:  # Their :smoke configs are toy-sized.
+    from corrjax import config_defaults  # pylint: disable=g-import-not-at-top
+    return config_defaults.load(os.path.join(
+        REPO, "configs", f"{method}.py" + (":smoke" if args.tiny else "")))
   ns = argparse.Namespace(method=method, config_arg="smoke" if args.tiny
                           else "", batch_size=None, image_size=None,
                           width=None)
@@ -121,12 +138,19 @@ def row_train(args, method, bf16=False):
     if "dtype" not in config.model:
       return {"skipped": "config.model.dtype does not exist (float32 only)"}
     config.model.dtype = "bfloat16"
-  batch = train_step.make_method_batch(config)
+  if method in OWN_CONFIGS:
+    from corrjax import aot  # pylint: disable=g-import-not-at-top
+    batch = aot.first_synthetic_batch(config)
+    what = f"{config.model.arch} width {config.model.width}; " + ", ".join(
+        f"{k} {list(v.shape)}" for k, v in batch.items() if v.ndim > 1)
+  else:
+    batch = train_step.make_method_batch(config)
+    what = train_step.describe(config)
   r = train_step.bench_ours(config, batch, args.warmup, args.steps)
   dev = jax.devices()[0]
   tflops, peak, mfu = _mfu(r["flops_per_step"], r["ms_median"],
                            dev.device_kind, bf16)
-  r.update(what=train_step.describe(config), device=dev.device_kind,
+  r.update(what=what, device=dev.device_kind,
            steps_per_s=1e3 / r["ms_median"], achieved_tflops=tflops,
            peak_tflops=peak, mfu=mfu, total_steps=config.total_steps,
            projected_hours=config.total_steps * r["ms_median"] / 3.6e6,
@@ -221,6 +245,40 @@ def row_davis(args):
           "f": float(result["global"]["F-Mean"]), **_peak_memory("jax")}
 
 
+def row_kmeans(args):
+  """Batched space-time k-means per video (module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import clustering  # pylint: disable=g-import-not-at-top,import-error
+  from corrjax.ops import kmeans  # pylint: disable=g-import-not-at-top
+  videos, frames, cells = (2, 4, 8) if args.tiny else (4, 100, 32)
+  rng = np.random.default_rng(0)
+  x = kmeans.with_position_encoding(jnp.asarray(np.stack(
+      [clustering.make_video(rng, frames, cells, cells)
+       for _ in range(videos)])), 48)
+  x = jax.block_until_ready(jnp.reshape(x, (videos, -1, x.shape[-1])))
+
+  def call(seed):
+    return jax.block_until_ready(kmeans.kmeans(
+        jax.random.key(seed), x, num_clusters=5, num_steps=100))
+
+  call(0)  # Compile.
+  times = []
+  for seed in range(1, max(args.steps, 1) + 1):
+    t0 = time.perf_counter()
+    out = call(seed)
+    times.append((time.perf_counter() - t0) / videos * 1e3)
+  dev = jax.devices()[0]
+  return {"what": f"{videos} videos x {frames} frames x {cells}x{cells} "
+                  f"cells x {x.shape[-1]} dims, M 5, 100 EM steps max",
+          "device": dev.device_kind,
+          "ms_per_video": float(np.median(times)),
+          "ms_per_video_range": [float(min(times)), float(max(times))],
+          "em_steps": float(np.mean(np.asarray(out["steps"]))),
+          **_peak_memory("jax")}
+
+
 def run_row(args):
   """Child entry point: one row, its result written as JSON."""
   name = args.row
@@ -230,9 +288,11 @@ def run_row(args):
       tf.config.set_visible_devices([], "GPU")  # As corrjax.main does.
     except ImportError:
       pass
-  if name in ("fc_f32", "crw_f32", "fc_bf16", "crw_bf16"):
-    method, precision = name.split("_")
+  if name.endswith(("_f32", "_bf16")):
+    method, precision = name.rsplit("_", 1)
     r = row_train(args, method, bf16=precision == "bf16")
+  elif name == "kmeans":
+    r = row_kmeans(args)
   elif name in ("fc_ref", "crw_ref"):
     r = row_reference(args, name.split("_")[0])
   else:
@@ -326,6 +386,8 @@ def _summary(r):
     return f"FAILED: {r['failed']}"
   if "jf" in r:
     return f"{r['total_s']:.1f} s, J&F {r['jf']:.3f}"
+  if "ms_per_video" in r:
+    return f"{r['ms_per_video']:.1f} ms per video"
   return f"{r['steps_per_s']:.2f} steps/s"
 
 
@@ -349,6 +411,13 @@ def format_markdown(results: dict, header: str) -> str:
       lines.append(
           f"| {row} | {r['what']} | {r['device']} |  |  |  |  |  | "
           f"{r['total_s']:.1f} (+{r['load_s']:.1f} load) | {r['jf']:.4f} | "
+          f"{peak} |")
+      continue
+    if "ms_per_video" in r:
+      lo, hi = r["ms_per_video_range"]
+      lines.append(
+          f"| {row} | {r['what']} | {r['device']} |  |  |  |  |  | "
+          f"{r['ms_per_video']:.1f} ms per video ({lo:.1f}-{hi:.1f}) |  | "
           f"{peak} |")
       continue
     flops = r.get("flops_per_step")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-GPU benchmark suite (< 8 min on one H100/H200): FC and CRW train steps
-# vs SFC's and videowalk's PyTorch steps, DAVIS-2016 propagation; writes
+# One-GPU benchmark suite (< 8 min on one H100/H200): train steps of FC,
+# CRW, LIIR and Mask-VOS (FC's and CRW's against SFC's and videowalk's
+# PyTorch steps), Mask-VOS k-means, DAVIS-2016 propagation; writes
 # accelerator_suite.md and accelerator_suite.json into $OUT (or $1).
 #
 #   bash benchmarks/accelerator_suite.sh [OUT_DIR] [--tiny] [--steps=N ...]

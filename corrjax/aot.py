@@ -100,6 +100,22 @@ def topology_devices(topology: str, num_slices: int = 1) -> list:
   return list(desc.devices)
 
 
+def first_synthetic_batch(config: ml_collections.ConfigDict) -> dict:
+  """The first global batch the method's own pipeline yields for `config`
+  with its data source switched to the embedded synthetic videos.
+
+  Returns:
+    {name: np.ndarray}, the arrays of `method.make_batches` (e.g. LIIR's
+    frame pairs, Mask-VOS's clips with masks).
+  """
+  from corrjax import methods  # pylint: disable=g-import-not-at-top
+  probe = ml_collections.ConfigDict(config.to_dict())
+  if "source" in probe.data:
+    probe.data.source = "synthetic"
+  batches, _ = methods.get(config.method).make_batches(probe, start_step=0)
+  return {k: np.asarray(v) for k, v in next(iter(batches)).items()}
+
+
 def batch_spec(config: ml_collections.ConfigDict) -> dict:
   """Global-batch shapes of the config's method, as its pipeline yields.
 
@@ -113,13 +129,8 @@ def batch_spec(config: ml_collections.ConfigDict) -> dict:
   d = config.data
   b = d.batch_size
   if config.method not in ("crw", "fine_grained", "moco", "byol"):
-    from corrjax import methods  # pylint: disable=g-import-not-at-top
-    probe = ml_collections.ConfigDict(config.to_dict())
-    if "source" in probe.data:
-      probe.data.source = "synthetic"
-    batches, _ = methods.get(config.method).make_batches(probe, start_step=0)
-    return {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype)
-            for k, v in next(iter(batches)).items()}
+    return {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+            for k, v in first_synthetic_batch(config).items()}
   if config.method == "crw":
     grid = (d.crop_size - d.patch_size) // d.patch_stride + 1
     return {"patches": jax.ShapeDtypeStruct(

@@ -21,13 +21,17 @@ def _suite():
 
 # Every kind of row once: a float32 and a bfloat16 train row (of two
 # methods: fc_bf16 and crw_f32 are the same code with the other config),
-# both reference rows (skipped without checkouts), the DAVIS row.
-ROWS = ("fc_f32", "fc_ref", "crw_bf16", "crw_ref", "davis_prop")
+# a train row of a method with its own config and pipeline (LIIR; Mask-VOS
+# is the same code), both reference rows (skipped without checkouts), the
+# k-means row, the DAVIS row.
+ROWS = ("fc_f32", "fc_ref", "crw_bf16", "crw_ref", "liir_f32", "kmeans",
+        "davis_prop")
 
 
 def test_tiny_suite_writes_table_and_json(tmp_path):
   suite = _suite()
-  assert set(ROWS) | {"fc_bf16", "crw_f32"} == set(suite.ROWS)
+  assert set(ROWS) | {"fc_bf16", "crw_f32", "mask_vos_f32"} == set(
+      suite.ROWS)
   suite.main(["--tiny", "--in_process", "--steps=2", "--warmup=1",
               f"--rows={','.join(ROWS)}",
               f"--out_dir={tmp_path / 'out'}", f"--refs={tmp_path / 'refs'}",
@@ -36,7 +40,8 @@ def test_tiny_suite_writes_table_and_json(tmp_path):
     rows = json.load(f)["rows"]
   assert tuple(rows) == ROWS
   assert not [r for r in rows.values() if "failed" in r], rows
-  for name in ("fc_f32", "crw_bf16"):
+  assert rows["kmeans"]["ms_per_video"] > 0
+  for name in ("fc_f32", "crw_bf16", "liir_f32"):
     assert rows[name]["steps_per_s"] > 0, name
     assert rows[name]["flops_per_step"] > 0, name
     assert rows[name]["peak_bytes"] > 0, name
