@@ -125,14 +125,19 @@ def build_step(config):
   step = train.make_train_step(config, mesh, model, tx, schedule, state_sh)
   batch = sharding.shard_host_batch(_batch(config, np.random.default_rng(0)),
                                     sharding.batch_sharding(mesh))
+  return _compiled_runner(step, state, batch)
+
+
+def _compiled_runner(jitted_step, state, batch):
+  """(compile seconds, fn running one step in place on `state`)."""
   t0 = time.time()
-  compiled = step.lower(state, batch).compile()
+  compiled = jitted_step.lower(state, batch).compile()
   compile_s = time.time() - t0
   holder = {"state": state}
 
   def run():
-    holder["state"], m = compiled(holder["state"], batch)
-    jax.block_until_ready(m)
+    holder["state"], out = compiled(holder["state"], batch)
+    jax.block_until_ready(out)
 
   return compile_s, run
 
@@ -188,16 +193,7 @@ def build_seg_step(config):
                          params=optax.apply_updates(state.params, updates),
                          batch_stats=stats, opt_state=opt_state), loss
 
-  t0 = time.time()
-  compiled = jax.jit(step).lower(state, batch).compile()
-  compile_s = time.time() - t0
-  holder = {"state": state}
-
-  def run():
-    holder["state"], loss = compiled(holder["state"], batch)
-    jax.block_until_ready(loss)
-
-  return compile_s, run
+  return _compiled_runner(jax.jit(step), state, batch)
 
 
 def _torchvision_resnet_only():
