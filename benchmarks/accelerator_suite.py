@@ -248,16 +248,12 @@ def row_davis(args):
 def row_kmeans(args):
   """Batched space-time k-means per video (module docstring)."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import clustering  # pylint: disable=g-import-not-at-top,import-error
   from corrjax.ops import kmeans  # pylint: disable=g-import-not-at-top
   videos, frames, cells = (2, 4, 8) if args.tiny else (4, 100, 32)
-  rng = np.random.default_rng(0)
-  x = kmeans.with_position_encoding(jnp.asarray(np.stack(
-      [clustering.make_video(rng, frames, cells, cells)
-       for _ in range(videos)])), 48)
-  x = jax.block_until_ready(jnp.reshape(x, (videos, -1, x.shape[-1])))
+  x = jax.block_until_ready(clustering.make_inputs(
+      np.random.default_rng(0), videos, frames, cells, pe_dim=48))
 
   def call(seed):
     return jax.block_until_ready(kmeans.kmeans(

@@ -47,6 +47,18 @@ def make_video(rng, frames, h, w, dim=128, objects=6, noise=0.5):
   return feats.astype(np.float32)
 
 
+def make_inputs(rng, videos, frames, cells, pe_dim):
+  """float32 [videos, frames * cells * cells, 128 + pe_dim]: `videos` of
+  `make_video`'s keys with the 3D position encoding, pixels flattened, as
+  `kmeans.kmeans` takes a batch of videos."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from corrjax.ops import kmeans  # pylint: disable=g-import-not-at-top
+  x = kmeans.with_position_encoding(jnp.asarray(np.stack(
+      [make_video(rng, frames, cells, cells) for _ in range(videos)])),
+                                    pe_dim)
+  return jnp.reshape(x, (videos, -1, x.shape[-1]))
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--frames", default="30,100")
@@ -60,16 +72,12 @@ def main(argv=None):
   args = parser.parse_args(argv)
   sys.path.insert(0, REPO)
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from sklearn import cluster  # pylint: disable=g-import-not-at-top
   from corrjax.ops import kmeans  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(0)
   for frames in [int(f) for f in args.frames.split(",")]:
-    videos = np.stack([make_video(rng, frames, args.cells, args.cells)
-                       for _ in range(args.videos)])
-    x = kmeans.with_position_encoding(jnp.asarray(videos), args.pe_dim)
-    x = jnp.reshape(x, (args.videos, -1, x.shape[-1]))
+    x = make_inputs(rng, args.videos, frames, args.cells, args.pe_dim)
     x_np = np.asarray(x)
 
     def ours(seed):

@@ -61,6 +61,7 @@ import numpy as np
 from corrjax import optim
 from corrjax.methods import liir as liir_method
 
+import interleaved_rounds  # benchmarks/, beside this script.  # pylint: disable=g-import-not-at-top,wrong-import-position
 import module_stubs  # benchmarks/module_stubs.py, beside this script.  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -107,18 +108,6 @@ def _batch(b, s, seed=0):
           "reference_label": f(b, s, s, 1) / 2,
           "target_label": f(b, s, s, 1) / 2,
           "video_id": np.arange(b, dtype=np.int32)}
-
-
-def _timed(run, warmup, steps):
-  """Median seconds of `steps` calls of `run` after `warmup` untimed ones."""
-  for _ in range(warmup):
-    run()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def bench_ours(a, batch):
@@ -268,36 +257,6 @@ def bench_reference(a, batch):
   return run
 
 
-def interleave(runs, a):
-  """{name: [median step seconds per round]}, {name: [load per round]}."""
-  for run in runs.values():
-    for _ in range(a.warmup):
-      run()
-  times = {name: [] for name in runs}
-  loads = {name: [] for name in runs}
-  for _ in range(a.pairs):
-    for name, run in runs.items():
-      loads[name].append(os.getloadavg()[0])
-      times[name].append(_timed(run, 0, a.steps))
-  return times, loads
-
-
-def report(times, loads):
-  """Lines: each one's median [range] ms and load; ratios to ours."""
-  ours = np.asarray(times["ours"])
-  for name, t in times.items():
-    t = np.asarray(t)
-    line = (f"{name + ':':<15} median step {np.median(t) * 1e3:.1f} ms "
-            f"[{t.min() * 1e3:.1f}-{t.max() * 1e3:.1f}] over "
-            f"{len(t)} rounds ({'/'.join(f'{x * 1e3:.0f}' for x in t)}), load "
-            f"{'/'.join(f'{x:.1f}' for x in loads[name])}")
-    if name != "ours":
-      r = t / ours
-      line += (f"; {name} / ours per round: median {np.median(r):.2f}x "
-               f"[{r.min():.2f}-{r.max():.2f}]")
-    print(line, flush=True)
-
-
 def main():
   a = _args()
   batch = _batch(a.batch_size, a.image_size)
@@ -311,7 +270,12 @@ def main():
     runs["transcription"] = bench_torch(a, batch)
   if a.reference_dir:
     runs["reference"] = bench_reference(a, batch)
-  report(*interleave(runs, a))
+  times, loads = interleaved_rounds.interleave(
+      runs, warmup=a.warmup, rounds=a.pairs, steps=a.steps)
+  for name in runs:
+    print(interleaved_rounds.summary_line(name, times[name], loads[name])
+          + (interleaved_rounds.ratio_text(name, "ours", times)
+             if name != "ours" else ""), flush=True)
 
 
 if __name__ == "__main__":

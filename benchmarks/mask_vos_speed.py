@@ -103,6 +103,7 @@ from corrjax.losses import mask_vos as mask_vos_losses  # pylint: disable=g-impo
 from corrjax.data import normalization  # pylint: disable=g-import-not-at-top,wrong-import-position
 from corrjax.methods import mask_vos  # pylint: disable=g-import-not-at-top,wrong-import-position
 from corrjax.models import mask_vos_inference  # pylint: disable=g-import-not-at-top,wrong-import-position
+import interleaved_rounds  # benchmarks/, beside this script.  # pylint: disable=g-import-not-at-top,wrong-import-position
 import module_stubs  # benchmarks/module_stubs.py, beside this script.  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -318,15 +319,6 @@ def build_v_trunks(a, ref_net):
   return ours_run, ref_run
 
 
-def _timed(run, steps):
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
 def compare_reference(a):
   """Interleaved rounds of ours_full, ours_seg and the reference."""
   spec = os.path.join(REPO, "configs/mask_vos.py:arch=resnet50")
@@ -355,24 +347,18 @@ def compare_reference(a):
       run()
     print(f"{name}: {a.warmup} warm-up steps {time.perf_counter() - t0:.1f} "
           "s", flush=True)
-  times = {name: [] for name in runs}
-  loads = {name: [] for name in runs}
-  for i in range(a.pairs):
-    for name, run in runs.items():
-      loads[name].append(os.getloadavg()[0])
-      times[name].append(_timed(run, a.ref_steps))
-      print(f"round {i} {name}: {times[name][-1]:.2f} s/step (median of "
-            f"{a.ref_steps}), load {loads[name][-1]:.2f}", flush=True)
-  for name, t in times.items():
-    t = np.asarray(t)
-    line = (f"{name + ':':<12} median {np.median(t):.2f} s/step "
-            f"[{t.min():.2f}-{t.max():.2f}] ({'/'.join(f'{x:.2f}' for x in t)})"
-            f", load {'/'.join(f'{x:.2f}' for x in loads[name])}")
+
+  def log(name, i, seconds, load):
+    print(f"round {i} {name}: {seconds:.2f} s/step (median of "
+          f"{a.ref_steps}), load {load:.2f}", flush=True)
+
+  times, loads = interleaved_rounds.interleave(
+      runs, warmup=0, rounds=a.pairs, steps=a.ref_steps, log=log)
+  for name in runs:
+    line = interleaved_rounds.summary_line(name, times[name], loads[name])
     if name.startswith("ours"):
       partner = "reference_v" if name == "ours_v" else "reference"
-      r = np.asarray(times[partner]) / t
-      line += (f"; {partner} / {name} per round: median "
-               f"{np.median(r):.2f}x [{r.min():.2f}-{r.max():.2f}]")
+      line += interleaved_rounds.ratio_text(partner, name, times)
     print(line, flush=True)
 
 
