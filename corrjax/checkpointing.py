@@ -16,6 +16,38 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
+# orbax's replica-parallel save writes an array replicated over n devices
+# as n slices, one per replica, each cut by its own dispatched slice op
+# (jax_array_handlers.py, replica_slices.py: `transfer_arrays_to_host`). A
+# train state is mostly small replicated leaves (biases, BN scales): the FC
+# :smoke state on 4 devices is ~2900 slice ops, 0.65 s of a 0.86 s save on
+# CPU. Slices under this size are not worth it; the array is written whole
+# by one replica. The bytes on disk are the same either way.
+MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL = 1 << 20
+
+
+def _write_small_arrays_whole() -> None:
+  """Registers orbax's default jax.Array handler again with
+  MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL (once; a handler registered by
+  someone else is left alone)."""
+  current = ocp.type_handlers.get_type_handler(jax.Array)
+  if type(current) is not ocp.type_handlers.ArrayHandler:  # pylint: disable=unidiomatic-typecheck
+    return
+  if (getattr(current, "_min_slice_bytes_for_replica_parallel", None) ==
+      MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL):
+    return
+  handler = ocp.type_handlers.ArrayHandler(
+      min_slice_bytes_for_replica_parallel=MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL,
+      array_metadata_store=getattr(current, "_array_metadata_store", None))
+  absl_logger = logging.getLogger("absl")  # orbax warns of the override.
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+  finally:
+    absl_logger.setLevel(level)
+
+
 def make_manager(workdir: str, *, every_steps: int, keep: int,
                  asynchronous: bool = True) -> ocp.CheckpointManager:
   """A manager writing `<workdir>/checkpoints/<step>`.
@@ -23,6 +55,7 @@ def make_manager(workdir: str, *, every_steps: int, keep: int,
   orbax writes each step to a temporary folder and renames it when complete,
   so a run killed mid-save leaves the previous checkpoint intact.
   """
+  _write_small_arrays_whole()
   options = ocp.CheckpointManagerOptions(
       save_interval_steps=every_steps, max_to_keep=keep, create=True,
       enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from corrjax import checkpointing
+from corrjax import compiled_steps
 from corrjax import interrupts
 from corrjax import memory_budget
 from corrjax import methods
@@ -56,10 +57,16 @@ def abstract_state(config, mesh, model=None, tx=None):
       abstract, state_sh)
 
 
+def _jitted_init(config, model, tx, state_sh):
+  """fn(PRNG key) -> the state of step 0, built directly with the shardings
+  `state_sh`."""
+  return jax.jit(_init_fn(config, model, tx), out_shardings=state_sh)
+
+
 def _initial_state(config, model, tx, state_sh):
   """The state of step 0, built directly with the shardings `state_sh`."""
-  init = jax.jit(_init_fn(config, model, tx), out_shardings=state_sh)
-  return init(jax.random.key(config.seed))
+  return _jitted_init(config, model, tx, state_sh)(
+      jax.random.key(config.seed))
 
 
 def create_state(config, mesh, model, tx):
@@ -97,18 +104,24 @@ def _add_to_means(window: dict | None,
   return {k: window[k].merge(mean) for k, mean in step.items()}
 
 
-def _compile_step(p_train_step, state, batch, log):
-  """Compiles the step for these shapes and stops early if it cannot fit.
+def _compile_step(make_step, state, batch, memo, log):
+  """The compiled step for these shapes (from `memo` when this process
+  compiled it before); stops early if it cannot fit.
 
   Raises:
     MemoryError: one line naming the config entries that shrink the step.
   """
   t0 = time.time()
-  compiled = p_train_step.lower(state, batch).compile()
+  key = ("step", compiled_steps.signature(state, batch))
+  reused = key in memo
+  if not reused:
+    memo[key] = make_step().lower(state, batch).compile()
+  compiled = memo[key]
   fits = memory_budget.check_fits(
       compiled, knobs="config.data.batch_size, config.data.crop_size or "
       "config.model.width")
   log(f"compiled the train step in {time.time() - t0:.1f}s"
+      + (" (reused: compiled earlier in this process)" if reused else "")
       + (f"; {fits}" if fits else ""))
   return compiled
 
@@ -130,7 +143,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   method = _method(config)
   model = method.build_model(config)
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
-  abstract = abstract_state(config, mesh, model, tx)
+  memo = compiled_steps.entry(config, mesh, method)
+  if "abstract" not in memo:
+    memo["abstract"] = abstract_state(config, mesh, model, tx)
+  abstract = memo["abstract"]
   state_sh = jax.tree_util.tree_map(lambda a: a.sharding, abstract)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:  # Lets pretrained.load_encoder read the run.
@@ -148,7 +164,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     with stop:
       state = checkpointing.restore_latest(manager, abstract)
       if state is None:
-        state = warm_start.apply(_initial_state(config, model, tx, state_sh),
+        if "init" not in memo:
+          memo["init"] = _jitted_init(config, model, tx, state_sh)
+        state = warm_start.apply(memo["init"](jax.random.key(config.seed)),
                                  config.get("model_init") or {}, log=log)
       start_step = int(jax.device_get(state.step))
       if start_step:
@@ -160,7 +178,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       writer = summaries.create_writer(workdir,
                                        enabled=jax.process_index() == 0)
       state = _train_loop(config, mesh, method, model, tx, schedule, state_sh,
-                          state, start_step, manager, writer, stop, log)
+                          state, start_step, manager, writer, stop, memo,
+                          log)
   finally:
     with stop.critical():  # A save in flight always completes.
       manager.wait_until_finished()
@@ -172,15 +191,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def _train_loop(config, mesh, method, model, tx, schedule, state_sh, state,
-                start_step, manager, writer, stop, log):
+                start_step, manager, writer, stop, memo, log):
   """Steps start_step+1..total_steps; see `train`."""
   batches, source = method.make_batches(config, start_step=start_step)
   log(f"mesh {dict(mesh.shape)}; global batch {config.data.batch_size}")
   batch_sh = sharding.batch_sharding(mesh)
   batch = sharding.shard_host_batch(next(batches), batch_sh)
   p_train_step = _compile_step(
-      make_train_step(config, mesh, model, tx, schedule, state_sh),
-      state, batch, log)
+      lambda: make_train_step(config, mesh, model, tx, schedule, state_sh),
+      state, batch, memo, log)
   window, saved_step = None, start_step  # Metric means since the last log.
   window_start, window_step = time.time(), start_step
   for step in range(start_step + 1, config.total_steps + 1):

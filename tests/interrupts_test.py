@@ -72,6 +72,10 @@ def _resume_and_compare(workdir, reference):
   train.train(_config(), workdir, log=lines.append)
   steps = checkpointing.complete_steps(workdir)
   assert steps[-1] == STEPS, (steps, lines)
+  # The step compiled by an earlier run of this process (corrjax/
+  # compiled_steps.py) resumes to the very same parameters.
+  assert any(l.startswith("compiled the train step") and "reused" in l
+             for l in lines), lines
   _assert_same(_params(workdir, STEPS), reference)
   return lines
 
