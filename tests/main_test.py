@@ -1,6 +1,8 @@
 """End-to-end tests of the command line: train, evaluate, interrupt, resume.
 
-Each test runs `python -m corrjax.main` in a subprocess, as a user would.
+Each test runs `python -m corrjax.main` in a subprocess, as a user would;
+the uninterrupted run that interrupted runs are compared with is made in
+this process (on the same 4 CPU devices, compiled the same way).
 """
 
 import os
@@ -14,17 +16,26 @@ import orbax.checkpoint as ocp
 import pytest
 
 from corrjax import checkpointing
+from corrjax import config_defaults
+from corrjax import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = "--config=configs/sfc.py:smoke"
-# Short resumable runs without evaluation.
-RESUMABLE = ["--config.total_steps=24", "--config.log_every_steps=1",
-             "--config.evals.synthetic.source=none"]
+# Short resumable runs without evaluation: config overrides, and as flags.
+RESUMABLE = {"total_steps": 24, "log_every_steps": 1,
+             "evals.synthetic.source": "none"}
+RESUMABLE_FLAGS = [f"--config.{k}={v}" for k, v in RESUMABLE.items()]
 
 
 def _env():
+  """This process's compile settings and its 4 CPU devices (tests/
+  conftest.py), so that a CLI run compiles the same programs as an
+  in-process run of the same config: equal results, and hits in the
+  session's compilation cache."""
   env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
              JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                      " --xla_force_host_platform_device_count=4").strip()
   env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
   return env
 
@@ -108,15 +119,17 @@ _UNINTERRUPTED = {}
 
 @pytest.fixture
 def uninterrupted(tmp_path_factory):
-  """The workdir of one uninterrupted resumable run, shared by the
-  interruption tests (made once per worker)."""
+  """The workdir of one uninterrupted run of the resumable config, made in
+  this process on the same 4 devices as the CLI's (made once per worker;
+  its compiled step is what the CLI runs then find in the cache)."""
   # Kept in a module global, not by fixture scope: an xdist worker tears
   # down even session fixtures whenever its queue of tests runs dry.
   if not _UNINTERRUPTED:
     reference = tmp_path_factory.mktemp("uninterrupted")
-    result = _cli(SMOKE, f"--workdir={reference}", *RESUMABLE,
-                  "--config.checkpoint_every_steps=100")
-    assert result.returncode == 0, result.stderr[-3000:]
+    config = config_defaults.load(os.path.join(REPO, SMOKE.split("=")[1]))
+    config.update_from_flattened_dict(RESUMABLE)
+    config.checkpoint_every_steps = 100
+    run.train_and_evaluate(config, str(reference), log=lambda m: None)
     assert checkpointing.complete_steps(reference) == [24]
     _UNINTERRUPTED["workdir"] = reference
   return _UNINTERRUPTED["workdir"]
@@ -132,7 +145,7 @@ def test_interrupted_runs_resume_to_the_same_parameters(tmp_path,
   EPIPE save a checkpoint on the way out. The last resume reaches the
   parameters of the uninterrupted run."""
   workdir = tmp_path / "interrupted"
-  args = [SMOKE, f"--workdir={workdir}", *RESUMABLE,
+  args = [SMOKE, f"--workdir={workdir}", *RESUMABLE_FLAGS,
           "--config.checkpoint_every_steps=4"]
 
   def newest():
@@ -169,7 +182,7 @@ def test_interrupted_runs_resume_to_the_same_parameters(tmp_path,
 
 @pytest.mark.slow
 def test_diverging_run_stops_with_a_clear_error(tmp_path):
-  result = _cli(SMOKE, f"--workdir={tmp_path}", *RESUMABLE,
+  result = _cli(SMOKE, f"--workdir={tmp_path}", *RESUMABLE_FLAGS,
                 "--config.optim.learning_rate=1e30",
                 "--config.checkpoint_every_steps=100")
   assert result.returncode == 1
