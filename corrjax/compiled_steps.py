@@ -40,8 +40,20 @@ _BUILDERS = ("build_model", "init_state", "bind_train_step", "train_step")
 _ENTRIES: collections.OrderedDict = collections.OrderedDict()
 
 
-def _config_key(config) -> str | None:
+def step_reads_total_steps(config, method) -> bool:
+  """Whether the step depends on `config.total_steps`: a cosine learning
+  rate decays over it, and FC's and BYOL's EMA schedules bind it. Other
+  methods say they do not (`STEP_READS_TOTAL_STEPS = False`), so that the
+  rounds of one run that differ only in their last step (Mask-VOS's
+  clustering rounds) share one compiled step."""
+  return (config.optim.get("schedule") == "cosine" or
+          getattr(method, "STEP_READS_TOTAL_STEPS", True))
+
+
+def _config_key(config, method) -> str | None:
   tree = config.to_dict()
+  if not step_reads_total_steps(config, method):
+    tree.pop("total_steps", None)
   for name in LOOP_ONLY:
     *parents, leaf = name.split(".")
     node = tree
@@ -59,7 +71,7 @@ def entry(config, mesh: jax.sharding.Mesh, method) -> dict:
   """The memo entry (a dict the caller fills) for `config` on `mesh`
   trained by `method`; a fresh, unshared dict when the config cannot be
   keyed. The least recently used of more than MAX_ENTRIES entries goes."""
-  config_key = _config_key(config)
+  config_key = _config_key(config, method)
   if config_key is None:
     return {}
   key = (config_key, tuple(d.id for d in mesh.devices.flat),

@@ -14,8 +14,8 @@ from corrjax import sharding
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _config():
-  return config_defaults.load(os.path.join(REPO, "configs/crw.py:smoke"))
+def _config(name="crw"):
+  return config_defaults.load(os.path.join(REPO, f"configs/{name}.py:smoke"))
 
 
 @pytest.fixture
@@ -38,7 +38,6 @@ def test_loop_only_fields_share_an_entry(mesh):
 
 @pytest.mark.parametrize("change", [
     lambda c: setattr(c.optim, "learning_rate", 0.5),
-    lambda c: setattr(c, "total_steps", c.total_steps + 1),  # Schedules.
     lambda c: setattr(c, "seed", 3),  # The initial state.
     lambda c: setattr(c.data, "crop_size", c.data.crop_size * 2),
     lambda c: setattr(c.model, "width", c.model.width * 2),
@@ -50,6 +49,25 @@ def test_what_shapes_the_step_gets_its_own_entry(mesh, change):
   c = _config()
   change(c)
   assert compiled_steps.entry(c, mesh, method) is not a
+
+
+def test_total_steps_counts_where_the_step_reads_it(mesh):
+  compiled_steps.clear()
+  longer = lambda c: c.update(total_steps=c.total_steps + 7)  # pylint: disable=g-long-lambda
+  for name, shared in (("mask_vos", True), ("crw", True), ("liir", True),
+                       ("fc", False),  # EMA schedule over total_steps.
+                       ("byol", False)):
+    method = methods.get(_config(name).method)
+    a = compiled_steps.entry(_config(name), mesh, method)
+    c = _config(name)
+    longer(c)
+    assert (compiled_steps.entry(c, mesh, method) is a) == shared, name
+    # A cosine learning rate decays over total_steps.
+    cosine = _config(name)
+    cosine.optim.schedule = "cosine"
+    b = compiled_steps.entry(cosine, mesh, method)
+    longer(cosine)
+    assert compiled_steps.entry(cosine, mesh, method) is not b, name
 
 
 def test_another_mesh_or_a_patched_method_gets_its_own_entry(mesh,

@@ -14,6 +14,9 @@ A method module provides:
     the state as a plain tree (`networks.state_tree`, or a checkpoint
     restored without a template);
 and optionally:
+  STEP_READS_TOTAL_STEPS = False: the step does not depend on
+    config.total_steps (no EMA schedule over the run), so that runs that
+    differ only there share one compiled step (compiled_steps.py);
   mask_predictor(config, tree) -> fn(frames, first mask, protocol) ->
     int32 [T, H, W] ids, for methods that segment videos themselves (the
     VOS benchmarks call it instead of propagating labels);

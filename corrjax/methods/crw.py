@@ -33,6 +33,11 @@ from corrjax.models import precision
 from corrjax.methods import step_tail
 from corrjax.methods import trunk
 
+# The step does not depend on config.total_steps (no EMA or schedule over
+# the run's length): runs that differ only there share one compiled step
+# (corrjax/compiled_steps.py).
+STEP_READS_TOTAL_STEPS = False
+
 
 def build_model(config: ml_collections.ConfigDict) -> crw.CRWNet:
   m = config.model

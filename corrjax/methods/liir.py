@@ -52,6 +52,11 @@ from corrjax.losses import liir_objective
 from corrjax.models import liir
 from corrjax.models import precision
 
+# The step does not depend on config.total_steps (no EMA or schedule over
+# the run's length): runs that differ only there share one compiled step
+# (corrjax/compiled_steps.py).
+STEP_READS_TOTAL_STEPS = False
+
 ARCH = "liir_resnet18"
 
 

@@ -49,6 +49,11 @@ from corrjax.models import mask_vos_inference
 from corrjax.models import precision
 from corrjax.ops import view_warp
 
+# The step does not depend on config.total_steps (no EMA or schedule over
+# the run's length): runs that differ only there share one compiled step
+# (corrjax/compiled_steps.py).
+STEP_READS_TOTAL_STEPS = False
+
 
 def build_model(config: ml_collections.ConfigDict) -> mask_vos.MaskVOSNet:
   m = config.model

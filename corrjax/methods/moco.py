@@ -52,6 +52,11 @@ from corrjax.ops import queue as queue_lib
 from corrjax.methods import step_tail
 from corrjax.methods import trunk
 
+# The step does not depend on config.total_steps (no EMA or schedule over
+# the run's length): runs that differ only there share one compiled step
+# (corrjax/compiled_steps.py).
+STEP_READS_TOTAL_STEPS = False
+
 TARGET_KEYS = ("encoder", "projector")
 
 

@@ -103,6 +103,10 @@ def test_each_round_clusters_with_the_checkpoint_that_starts_it(reference,
   workdir, lines, _ = reference
   assert any("round 1: clustering with E of step 1" in l for l in lines)
   assert any("round 2: clustering with E of step 3" in l for l in lines)
+  # Rounds 1 and 2 differ only in their last step, which the step does not
+  # read: round 2 reuses round 1's compiled step (corrjax/compiled_steps.py).
+  compiled = [l for l in lines if l.startswith("compiled the train step")]
+  assert len(compiled) == 3 and "reused" in compiled[2], compiled
   assert checkpointing.complete_steps(workdir)[-1] == STEPS
   _, tree = checkpointing.restore_tree(workdir, 3)
   again = str(tmp_path / "again")
