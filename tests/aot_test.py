@@ -29,12 +29,20 @@ def test_collectives_sums_result_bytes():
   hlo = "\n".join([
       "  %all-reduce.1 = (f32[8]{0:T(128)}, /*index=1*/bf16[2,4]{1,0}) "
       "all-reduce(%a, %b), channel_id=1",
-      "  %ag = (f32[4]{0}, f32[16]{0}) all-gather-start(%c), dimensions={0}",
+      "  %ag = (f32[4]{0}, f32[16]{0}) all-gather-start(%c), dimensions={0}, "
+      "channel_id=7",
+      # Two clones of one all-gather (one channel id), as XLA's TPU
+      # async-collective fusion leaves them.
+      "  %ag.2 = f32[16]{0} all-gather(%p0), channel_id=9, metadata={}",
+      "  %ag.3 = f32[16]{0} all-gather(%p1), channel_id=9, metadata={}",
       "  %x = f32[3]{0} add(%all-reduce.1, %y)",
       "  ROOT %ar = u8[10]{0} all-reduce-start(%d)"])
   found = aot.collectives(hlo)
-  assert found["all-reduce"] == {"count": 2, "bytes": 8 * 4 + 8 * 2 + 10}
-  assert found["all-gather"] == {"count": 1, "bytes": 16 * 4}
+  assert found["all-reduce"] == {"count": 2, "bytes": 8 * 4 + 8 * 2 + 10,
+                                 "channels": 2,
+                                 "channel_bytes": 8 * 4 + 8 * 2 + 10}
+  assert found["all-gather"] == {"count": 3, "bytes": 3 * 16 * 4,
+                                 "channels": 2, "channel_bytes": 2 * 16 * 4}
 
 
 def test_batch_that_does_not_divide_is_one_line_error():
