@@ -20,7 +20,8 @@ from corrjax import config_defaults
 from corrjax import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = "--config=configs/sfc.py:smoke"
+SMOKE_CONFIG = "configs/sfc.py:smoke"
+SMOKE = f"--config={SMOKE_CONFIG}"
 # Short resumable runs without evaluation: config overrides, and as flags.
 RESUMABLE = {"total_steps": 24, "log_every_steps": 1,
              "evals.synthetic.source": "none"}
@@ -126,7 +127,7 @@ def uninterrupted(tmp_path_factory):
   # down even session fixtures whenever its queue of tests runs dry.
   if not _UNINTERRUPTED:
     reference = tmp_path_factory.mktemp("uninterrupted")
-    config = config_defaults.load(os.path.join(REPO, SMOKE.split("=")[1]))
+    config = config_defaults.load(os.path.join(REPO, SMOKE_CONFIG))
     config.update_from_flattened_dict(RESUMABLE)
     config.checkpoint_every_steps = 100
     run.train_and_evaluate(config, str(reference), log=lambda m: None)
