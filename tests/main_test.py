@@ -47,15 +47,17 @@ def _cli(*args, timeout=300):
       capture_output=True, text=True, timeout=timeout)
 
 
-def _interrupt(args, when, sig: int | None, close_pipe: bool = False):
+def _interrupt(args, when, sig: int | None, close_pipe: bool = False,
+               cwd=REPO, env=None):
   """Starts the CLI, sends `sig` once `when(stdout line)` is true.
 
   With `close_pipe`, the reader of the CLI's output then goes away, as
   `tee` does on the same Ctrl-C in `corrjax.main ... | tee log`.
   """
   proc = subprocess.Popen(
-      [sys.executable, "-m", "corrjax.main", *args], cwd=REPO, env=_env(),
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      [sys.executable, "-m", "corrjax.main", *args], cwd=cwd,
+      env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
   lines = []
   deadline = time.time() + 300
   for line in proc.stdout:
@@ -85,36 +87,6 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.slow
-def test_smoke_from_another_folder_is_labelled_and_quiet(tmp_path):
-  """The README's main command (smoke-sized), run outside the clone with
-  the package importable as `pip install -e .` makes it (corrjax only, not
-  configs/, whose files import each other)."""
-  env = _env()
-  installed = tmp_path / "site"
-  installed.mkdir()
-  os.symlink(os.path.join(REPO, "corrjax"), installed / "corrjax")
-  env["PYTHONPATH"] = str(installed)
-  result = subprocess.run(
-      [sys.executable, "-m", "corrjax.main",
-       f"--config={os.path.join(REPO, 'configs', 'sfc.py')}:smoke",
-       "--config.evals.synthetic.random_init_baseline=true"],
-      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  out = result.stdout
-  assert "Evaluating the FC network alone" in out
-  assert "compiled the train step" in out and "step 4/4 | loss" in out
-  assert "synthetic / trained: results in" in out
-  assert "synthetic / random_init: results in" in out
-  assert "no training" not in out
-  noise = [l for l in result.stderr.splitlines() if "orbax" in l.lower()]
-  assert not noise, noise
-  workdir = tmp_path / "workdir" / "sfc_smoke"
-  assert os.path.isfile(workdir / "eval" / "synthetic" / "latest" /
-                        "results.json")
-  assert "step 4/4" in (workdir / "corrjax.log").read_text()
-
-
 _UNINTERRUPTED = {}
 
 
@@ -136,17 +108,31 @@ def uninterrupted(tmp_path_factory):
   return _UNINTERRUPTED["workdir"]
 
 
+def _installed_elsewhere(tmp_path):
+  """(folder, environment) to run the CLI outside the clone, with the
+  package importable as `pip install -e .` makes it (corrjax only, not
+  configs/, whose files import each other)."""
+  site, outside = tmp_path / "site", tmp_path / "elsewhere"
+  site.mkdir()
+  outside.mkdir()
+  os.symlink(os.path.join(REPO, "corrjax"), site / "corrjax")
+  return outside, dict(_env(), PYTHONPATH=str(site))
+
+
 @pytest.mark.slow
 def test_interrupted_runs_resume_to_the_same_parameters(tmp_path,
                                                        uninterrupted):
-  """One workdir, three interruptions, each resumed by the same command:
-  Ctrl-C on `corrjax.main | tee log` (SIGINT, then the reader goes away),
-  the reader alone dying (`| head`: EPIPE stops the run), and `kill -9`
-  (only the last periodic checkpoint, every 4 steps, is left). SIGINT and
-  EPIPE save a checkpoint on the way out. The last resume reaches the
-  parameters of the uninterrupted run."""
-  workdir = tmp_path / "interrupted"
-  args = [SMOKE, f"--workdir={workdir}", *RESUMABLE_FLAGS,
+  """The README's main command (smoke-sized, run from another folder into
+  its default workdir), interrupted three times and resumed each time by
+  the same command: Ctrl-C on `corrjax.main | tee log` (SIGINT, then the
+  reader goes away), the reader alone dying (`| head`: EPIPE stops the
+  run), and `kill -9` (only the last periodic checkpoint, every 4 steps, is
+  left). SIGINT and EPIPE save a checkpoint on the way out. The last resume
+  reaches the parameters of the uninterrupted run, then evaluates (trained
+  and random init), labelled and without library noise."""
+  outside, env = _installed_elsewhere(tmp_path)
+  workdir = outside / "workdir" / "sfc_smoke"
+  args = [f"--config={os.path.join(REPO, SMOKE_CONFIG)}", *RESUMABLE_FLAGS,
           "--config.checkpoint_every_steps=4"]
 
   def newest():
@@ -161,7 +147,7 @@ def test_interrupted_runs_resume_to_the_same_parameters(tmp_path,
       when = lambda line, done=resumed_from: newest() > done
     else:
       when = lambda line, n=stop_step: line.startswith(f"step {n}/")
-    out, code = _interrupt(args, when, sig, close_pipe)
+    out, code = _interrupt(args, when, sig, close_pipe, outside, env)
     assert code != 0, out
     if resumed_from:
       assert f"resumed from step {resumed_from}" in out, out
@@ -175,10 +161,25 @@ def test_interrupted_runs_resume_to_the_same_parameters(tmp_path,
     resumed_from = saved
   assert "Traceback" not in (workdir / "corrjax.log").read_text()
 
-  resumed = _cli(*args)
+  resumed = subprocess.run(
+      [sys.executable, "-m", "corrjax.main", *args,
+       "--config.evals.synthetic.source=synthetic",
+       "--config.evals.synthetic.random_init_baseline=true"],
+      cwd=outside, env=env, capture_output=True, text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert f"resumed from step {resumed_from}" in resumed.stdout
+  out = resumed.stdout
+  assert f"resumed from step {resumed_from}" in out
   _assert_trees_equal(_params(uninterrupted, 24), _params(workdir, 24))
+  assert "Evaluating the FC network alone" in out
+  assert "compiled the train step" in out and "step 24/24 | loss" in out
+  assert "synthetic / trained: results in" in out
+  assert "synthetic / random_init: results in" in out
+  assert "no training" not in out
+  noise = [l for l in resumed.stderr.splitlines() if "orbax" in l.lower()]
+  assert not noise, noise
+  assert os.path.isfile(workdir / "eval" / "synthetic" / "latest" /
+                        "results.json")
+  assert "step 24/24" in (workdir / "corrjax.log").read_text()
 
 
 @pytest.mark.slow
