@@ -23,6 +23,8 @@ import json
 
 import jax
 
+from corrjax import optim
+
 # Config entries that do not change the compiled step or the initial state:
 # how often the loop logs and saves, how many checkpoints it keeps, what is
 # evaluated afterwards, which checkpoint a warm start copies from (applied
@@ -46,7 +48,7 @@ def step_reads_total_steps(config, method) -> bool:
   methods say they do not (`STEP_READS_TOTAL_STEPS = False`), so that the
   rounds of one run that differ only in their last step (Mask-VOS's
   clustering rounds) share one compiled step."""
-  return (config.optim.get("schedule") == "cosine" or
+  return (optim.schedule_reads_total_steps(config.optim) or
           getattr(method, "STEP_READS_TOTAL_STEPS", True))
 
 

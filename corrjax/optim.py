@@ -8,6 +8,13 @@ import ml_collections
 import optax
 
 
+def schedule_reads_total_steps(config: ml_collections.ConfigDict) -> bool:
+  """Whether `learning_rate_schedule(config, total_steps)` depends on
+  `total_steps`: only 'cosine' decays over the run (compiled_steps.py keys
+  a compiled step by `total_steps` only where something reads it)."""
+  return config.schedule == "cosine"
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict,
                            total_steps: int) -> optax.Schedule:
   """`config.schedule` in {'constant', 'cosine', 'multistep'}, with warmup.

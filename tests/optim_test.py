@@ -102,3 +102,20 @@ def test_multistep_matches_torch_multisteplr():
                                opt.param_groups[0]["lr"], rtol=1e-6)
     opt.step()
     sched.step()
+
+
+@pytest.mark.parametrize("schedule,extra", [
+    ("constant", {}), ("cosine", {}),
+    ("multistep", dict(gamma=0.3, milestones=(3, 6))),
+    ("cosine", dict(warmup_steps=2)),
+    ("multistep", dict(gamma=0.3, milestones=(3, 6), warmup_steps=2))])
+def test_schedule_reads_total_steps_says_what_the_schedule_does(schedule,
+                                                                extra):
+  """The learning rates of a 10-step and a 20-step run differ exactly when
+  `schedule_reads_total_steps` says so (corrjax/compiled_steps.py shares a
+  compiled step between the two otherwise)."""
+  config = _optim_config(schedule=schedule, **extra)
+  rates = [np.array([float(optim.learning_rate_schedule(config, n)(s))
+                     for s in range(10)]) for n in (10, 20)]
+  assert optim.schedule_reads_total_steps(config) == (
+      not np.array_equal(*rates))
