@@ -6,8 +6,10 @@ import json
 import os
 import sys
 
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def _suite():
   sys.path.insert(0, os.path.join(REPO, "benchmarks"))
@@ -28,6 +30,7 @@ ROWS = ("fc_f32", "fc_ref", "crw_bf16", "crw_ref", "liir_f32", "kmeans",
         "davis_prop")
 
 
+@pytest.mark.slow
 def test_tiny_suite_writes_table_and_json(tmp_path):
   suite = _suite()
   assert set(ROWS) | {"fc_bf16", "crw_f32", "mask_vos_f32"} == set(

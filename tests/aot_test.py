@@ -52,6 +52,7 @@ def test_batch_that_does_not_divide_is_one_line_error():
     aot.compile_train_step(config, jax.devices())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu: pip install "
                     "-e .[tpu]")
 def test_smallest_fc_step_compiles_for_v5e_2x2(tmp_path):

@@ -94,6 +94,7 @@ def _interrupted(workdir, send):
   return lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
 def test_signal_mid_run_saves_and_resumes_identically(tmp_path, sig, reference):
   workdir = str(tmp_path / "run")
@@ -118,6 +119,7 @@ def test_signal_mid_run_saves_and_resumes_identically(tmp_path, sig, reference):
   assert "resumed from step 3" in resumed
 
 
+@pytest.mark.slow
 def test_signals_during_a_save_are_deferred_until_it_is_complete(
     tmp_path, monkeypatch, reference):
   workdir = str(tmp_path / "run")
@@ -142,6 +144,7 @@ def test_signals_during_a_save_are_deferred_until_it_is_complete(
   assert "resumed from step 4" in _resume_and_compare(workdir, reference)
 
 
+@pytest.mark.slow
 def test_signal_at_a_random_moment(tmp_path, reference):
   """Whenever the signal lands (compile, step, save), the run resumes."""
   workdir = str(tmp_path / "run")
@@ -171,6 +174,7 @@ def test_signal_at_a_random_moment(tmp_path, reference):
   _resume_and_compare(workdir, reference)
 
 
+@pytest.mark.slow
 def test_step_that_does_not_fit_stops_before_training(tmp_path, monkeypatch):
   monkeypatch.setenv(memory_budget.ENV, "1M")
   workdir = str(tmp_path / "run")

@@ -32,6 +32,7 @@ _TRAINED = {}  # config name -> workdir of its end-to-end run (below).
 
 # Mask-VOS's end-to-end run is its schedule test's reference run
 # (tests/methods/mask_vos_schedule_test.py), checked the same way.
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", [
     "sfc.py:smoke", "crw.py:smoke", "moco.py:smoke", "byol.py:smoke",
     "liir.py:smoke"])
@@ -65,6 +66,7 @@ def _trained(config_name, tmp_path_factory) -> str:
   return _TRAINED[config_name]
 
 
+@pytest.mark.slow
 def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path,
                                                          tmp_path_factory):
   source = _trained("sfc.py:smoke", tmp_path_factory)
@@ -90,6 +92,7 @@ def test_warm_start_copies_and_freezing_keeps_the_encoder(tmp_path,
   assert any(not np.array_equal(a, b) for a, b in zip(head_a, head_b))
 
 
+@pytest.mark.slow
 def test_warm_start_reports_a_missing_subtree(tmp_path, tmp_path_factory):
   config = _config("sfc.py:smoke")
   config.evals = config_defaults.evals()
@@ -99,6 +102,7 @@ def test_warm_start_reports_a_missing_subtree(tmp_path, tmp_path_factory):
     run.train_and_evaluate(config, str(tmp_path / "warm"), log=_quiet)
 
 
+@pytest.mark.slow
 def test_liir_stage2_copies_the_semantic_head_into_the_momentum_head(
     tmp_path, tmp_path_factory):
   stage1 = _trained("liir.py:smoke", tmp_path_factory)

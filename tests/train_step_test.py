@@ -79,6 +79,7 @@ def _weights(state):
           state.target_batch_stats, state.opt_state, state.step)
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device():
   assert jax.device_count() == 4
   _, (one, _, m1, _), (four, _, m4, _) = _runs()
@@ -91,6 +92,7 @@ def test_four_devices_equal_one_device():
   assert int(four[-1].step) == 3
 
 
+@pytest.mark.slow
 def test_state_keeps_its_shardings_and_step_traces_once():
   _, _, (_, (state, state_sh), _, traces) = _runs()
   assert all(a.sharding.is_equivalent_to(s, a.ndim) for a, s in zip(
@@ -98,6 +100,7 @@ def test_state_keeps_its_shardings_and_step_traces_once():
   assert traces == 1
 
 
+@pytest.mark.slow
 def test_target_is_the_ema_of_online_weights():
   config, (states, _, metrics, _), _ = _runs()
   # Step k (0-based) mixes with tau_k = ema_momentum(k) the target after

@@ -71,6 +71,7 @@ def _save_tiny_encoder(out_dir):
                           padding_mode="zeros", kind="test", source="init")
 
 
+@pytest.mark.slow
 def test_fc_trains_then_evaluates_fused_and_evaluates_from_checkpoints(
     tmp_path):
   encoder = str(tmp_path / "semantic")

@@ -77,6 +77,7 @@ def _runs():
           _run(config, jax.devices(), batches, initial))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device_and_step_traces_once():
   _, _, (one, _, m1, t1), (four, (state, state_sh), m4, t4) = _runs()
   for a, b in zip(one, four):
@@ -96,6 +97,7 @@ def test_four_devices_equal_one_device_and_step_traces_once():
       jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(state_sh)))
 
 
+@pytest.mark.slow
 def test_first_loss_is_the_symmetric_cosine_regression():
   config, batches, _, (states, _, metrics, _) = _runs()
   model, s0 = byol.build_model(config), states[0]
@@ -116,6 +118,7 @@ def test_first_loss_is_the_symmetric_cosine_regression():
   assert float(metrics[0]["loss"]) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_target_moves_towards_the_updated_online_network():
   config, _, _, (states, _, metrics, _) = _runs()
   for k, (before, after) in enumerate(zip(states, states[1:])):

@@ -168,6 +168,7 @@ def _runs():
               traces=(len(one_traces), len(four_traces)))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device():
   assert jax.device_count() == 4
   runs = _runs()
@@ -184,6 +185,7 @@ def test_four_devices_equal_one_device():
                            jax.tree_util.tree_leaves(last.params[name])[0])
 
 
+@pytest.mark.slow
 def test_step_traces_once_and_reports_walk_terms():
   runs = _runs()
   assert runs["traces"] == (1, 1)
@@ -198,6 +200,7 @@ def test_step_traces_once_and_reports_walk_terms():
   assert runs["config"].walk.edge_dropout > 0
 
 
+@pytest.mark.slow
 def test_edge_dropout_masks_are_a_function_of_the_step():
   # Same weights and batch as the first step, one step later: other masks.
   # (Equal masks for equal steps: the 1- and 4-device steps agree above.)
@@ -209,6 +212,7 @@ def test_edge_dropout_masks_are_a_function_of_the_step():
   assert float(metrics["lr"]) == float(runs["one"][0][1]["lr"])
 
 
+@pytest.mark.slow
 def test_encoder_variables_are_the_propagation_trunk():
   runs = _runs()
   config, trained = runs["config"], runs["states"][-1]

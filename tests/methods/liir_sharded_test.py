@@ -65,6 +65,7 @@ def _runs():
           _run(config, jax.devices(), batches, initial))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device():
   assert jax.device_count() == 4
   (one, m1), (four, m4) = _runs()
@@ -81,6 +82,7 @@ def test_four_devices_equal_one_device():
   assert np.asarray(four[-1].extra["queue"]["ids"]).shape == (8,)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_state(tmp_path):
   """Killed after step 3 and resumed: the state of the uninterrupted
   4-device run of `_runs` (same init, batches and compiled step)."""

@@ -29,6 +29,7 @@ def test_full_config_milestones(repo_root):
   assert c.liir.queue_size % c.data.batch_size == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", ["permute"])  # roll: models/liir_test.py.
 def test_smoke_steps_fill_the_queue_then_use_it(repo_root, shift):
   config = _config(repo_root)

@@ -62,6 +62,7 @@ def _runs(repo_root):
           _steps(config, jax.devices(), batches))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(repo_root):
   assert jax.device_count() == 4
   (one, m1), (four, m4) = _runs(repo_root)
@@ -73,6 +74,7 @@ def test_four_devices_equal_one_device(repo_root):
   assert int(four.step) == 2
 
 
+@pytest.mark.slow
 def test_loss_is_eq16_with_the_config_weights(repo_root):
   (_, metrics), _ = _runs(repo_root)
   for m in metrics:

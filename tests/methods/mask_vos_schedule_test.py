@@ -75,6 +75,7 @@ def reference(tmp_path_factory):
   return _REFERENCE["run"]
 
 
+@pytest.mark.slow
 def test_schedule_trains_and_evaluates(reference,
                                        check_trained_and_evaluated):
   workdir, lines, out = reference
@@ -98,6 +99,7 @@ def test_rounds_of_the_schedule():
   assert later.optim.learning_rate == c.schedule.seg_learning_rate
 
 
+@pytest.mark.slow
 def test_each_round_clusters_with_the_checkpoint_that_starts_it(reference,
                                                                  tmp_path):
   workdir, lines, _ = reference
@@ -121,6 +123,7 @@ def test_each_round_clusters_with_the_checkpoint_that_starts_it(reference,
                                             mine.values()))
 
 
+@pytest.mark.slow
 def test_correspondence_phase_leaves_v_and_d_unchanged(reference):
   workdir, lines, _ = reference
   _, tree = checkpointing.restore_tree(workdir, 1)
@@ -137,6 +140,7 @@ def test_correspondence_phase_leaves_v_and_d_unchanged(reference):
   assert any(l.startswith("step 1/1 ") for l in lines)
 
 
+@pytest.mark.slow
 def test_stopped_then_killed_while_clustering_resumes_identically(
     reference, tmp_path):
   workdir = str(tmp_path / "interrupted")

@@ -91,6 +91,7 @@ def _runs():
           _run(config, jax.devices(), batches, initial))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device():
   assert jax.device_count() == 4
   _, _, (one, _, m1, _), (four, _, m4, _) = _runs()
@@ -107,6 +108,7 @@ def test_four_devices_equal_one_device():
                          four[0].params["projector"]["linear2"]["kernel"])
 
 
+@pytest.mark.slow
 def test_state_keeps_its_shardings_and_step_traces_once():
   _, _, _, (_, (state, state_sh), _, traces) = _runs()
   assert all(a.sharding.is_equivalent_to(s, a.ndim) for a, s in zip(
@@ -114,6 +116,7 @@ def test_state_keeps_its_shardings_and_step_traces_once():
   assert traces == 1
 
 
+@pytest.mark.slow
 def test_key_encoder_is_the_momentum_average_of_the_query_encoder():
   config, _, _, (states, _, _, _) = _runs()
   m = config.moco.momentum
@@ -126,6 +129,7 @@ def test_key_encoder_is_the_momentum_average_of_the_query_encoder():
                               states[0].params["encoder"])
 
 
+@pytest.mark.slow
 def test_queue_holds_the_shuffle_bn_keys_of_each_global_batch():
   config, batches, _, (states, _, _, _) = _runs()
   model = moco.build_model(config)
@@ -190,6 +194,7 @@ def test_coupled_decay_reaches_bn_and_bias_but_not_kernels():
   np.testing.assert_array_equal(out["bn"]["bias"], 1.5)
 
 
+@pytest.mark.slow
 def test_encoder_variables_are_the_query_resnet_with_torchvision_names():
   config, _, _, (states, _, _, _) = _runs()
   variables = moco.encoder_variables(networks.state_tree(states[-1]))
@@ -208,6 +213,7 @@ def test_queue_not_a_multiple_of_the_batch_is_a_clear_error():
     moco.init_state(jax.random.key(0), model=model, tx=tx, config=config)
 
 
+@pytest.mark.slow
 def test_shuffle_bn_keeps_the_key_encoder_batch_sharded():
   """Shuffle BN's permutation gathers rows from every device's shard; the
   shuffled keys must go back on the batch sharding, as

@@ -51,6 +51,7 @@ def test_compute_dtype_names_and_error():
     precision.compute_dtype({"dtype": "fp16"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(CONFIGS))
 def test_bf16_step_keeps_state_and_loss_float32(method):
   """The bf16 train step of every method, traced on abstract arrays (no
@@ -116,6 +117,7 @@ def test_bf16_forward_close_to_float32(method):
   assert max(errors) > 0
 
 
+@pytest.mark.slow
 def test_bf16_smoke_training_follows_float32_curve():
   """20 FC :smoke steps (SGD, 32 px crops, batch 4) from the same weights on
   the same batches: bf16's loss stays within CURVE_ATOL of float32's at
