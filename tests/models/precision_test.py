@@ -51,7 +51,6 @@ def test_compute_dtype_names_and_error():
     precision.compute_dtype({"dtype": "fp16"})
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(CONFIGS))
 def test_bf16_step_keeps_state_and_loss_float32(method):
   """The bf16 train step of every method, traced on abstract arrays (no
